@@ -227,6 +227,7 @@ def _to_profile(spec: ProfileFile, path: Path) -> HardwareProfile:
         hbm_stream_fraction=spec.hbm_stream_fraction,
         kernel_launch_s=spec.kernel_launch_us / MICROSECONDS_PER_SECOND,
         efficiencies=efficiencies,
+        roofline_blend_exponent=spec.roofline_blend_exponent,
         sm_count=spec.sm_count,
         scale_up=_to_link(spec.scale_up),
         scale_out=_to_link(spec.scale_out),

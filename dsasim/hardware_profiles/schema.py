@@ -116,6 +116,8 @@ class ProfileFile(StrictModel):
     hbm_source: Text
     kernel_launch_us: PositiveNumber
     kernel_launch_source: Text
+    roofline_blend_exponent: PositiveNumber | None = None  # left out: a pure roofline, max(compute, memory)
+    roofline_blend_source: Text | None = None
     scale_up: ScaleUpSpec | None = None
     scale_out: ScaleOutSpec | None = None
     price: PriceSpec | None = None

@@ -1,0 +1,1 @@
+"""Analytic FLOP/byte and roofline cost model of dense MLA and DeepSeek Sparse Attention serving."""

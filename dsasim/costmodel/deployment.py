@@ -1,0 +1,123 @@
+"""A deployment: how an instance of GPUs serves one phase of one model.
+
+Attention runs data-parallel (each GPU serves its own requests, optionally split by tensor parallelism),
+the MoE runs expert-parallel over ``ep_gpus`` GPUs. Batch and token counts per GPU are totals over the
+micro-batches of one step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from dsasim.costmodel.dtypes import LATENT_CACHE_FORMATS
+from dsasim.costmodel.specs import ModelSpec
+from dsasim.errors import DeploymentError
+
+Phase = Literal["prefill", "decode"]
+PHASES: tuple[str, ...] = ("prefill", "decode")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Serving settings of one phase. See ``default_deployment`` for DeepSeek's H800 service."""
+
+    phase: Phase
+    ep_gpus: int  # GPUs of one instance; routed experts are spread over them
+    tokens_per_gpu: int  # prefill: prompt tokens per GPU per step (decode: unused)
+    batch_per_gpu: int  # decode: requests per GPU per step (prefill: unused)
+    micro_batches: int  # 1, or 2 to overlap one micro-batch's all-to-all with the other's compute
+    mtp_tokens: int  # extra tokens proposed per step by multi-token prediction (0: none)
+    mtp_acceptance_fraction: float  # probability that a proposed token is accepted
+    redundant_experts: int  # extra expert replicas beyond n_routed_experts
+    latent_cache_format: str  # "bf16" or "fp8"
+    gpus_per_node: int = 8
+    attention_tp_gpus: int = 1  # tensor parallelism inside attention (1: pure data parallelism)
+    step_overhead_s: float = 0.0  # fixed time per step outside the kernels (scheduling, synchronisation)
+
+    @property
+    def query_tokens_per_request(self) -> int:
+        """Query tokens one decode request runs per step: the new token plus the proposed ones."""
+        return 1 + self.mtp_tokens if self.phase == "decode" else 1
+
+    @property
+    def accepted_tokens_per_request(self) -> float:
+        """Expected tokens one decode request gains per step.
+
+        NOTE: with one proposed token this is exact; for several, each is assumed accepted independently,
+        which overstates the gain (a rejection discards the proposals after it).
+        """
+        return 1.0 + self.mtp_tokens * self.mtp_acceptance_fraction if self.phase == "decode" else 1.0
+
+    @property
+    def query_tokens_per_gpu(self) -> int:
+        """Tokens one GPU pushes through every layer per step."""
+        if self.phase == "prefill":
+            return self.tokens_per_gpu
+        return self.batch_per_gpu * self.query_tokens_per_request
+
+    @property
+    def credited_tokens_per_gpu(self) -> float:
+        """Tokens one step produces per GPU: prompt tokens in prefill, accepted tokens in decode."""
+        if self.phase == "prefill":
+            return float(self.tokens_per_gpu)
+        return self.batch_per_gpu * self.accepted_tokens_per_request
+
+    @property
+    def nodes(self) -> int:
+        return -(-self.ep_gpus // self.gpus_per_node)
+
+    def expert_slots(self, spec: ModelSpec) -> int:
+        return spec.n_routed_experts + self.redundant_experts
+
+    def experts_per_gpu(self, spec: ModelSpec) -> int:
+        return self.expert_slots(spec) // self.ep_gpus
+
+    def replace(self, **changes: object) -> Deployment:
+        """Return a copy with `changes` applied, validated."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def validate(self, spec: ModelSpec) -> Deployment:
+        """Raise DeploymentError naming the first setting that is invalid for `spec`; return self."""
+        if self.phase not in PHASES:
+            raise DeploymentError(f"phase '{self.phase}' is invalid: expected one of {', '.join(PHASES)}")
+        _positive("ep_gpus", self.ep_gpus)
+        _positive("gpus_per_node", self.gpus_per_node)
+        _positive("attention_tp_gpus", self.attention_tp_gpus)
+        if self.phase == "prefill":
+            _positive("tokens_per_gpu", self.tokens_per_gpu)
+        else:
+            _positive("batch_per_gpu", self.batch_per_gpu)
+        if self.micro_batches not in (1, 2):
+            raise DeploymentError(f"micro_batches={self.micro_batches} is invalid: expected 1 or 2")
+        if self.mtp_tokens < 0:
+            raise DeploymentError(f"mtp_tokens={self.mtp_tokens} is invalid: expected 0 or more")
+        if self.mtp_tokens > 0 and spec.num_nextn_predict_layers == 0:
+            raise DeploymentError(f"mtp_tokens={self.mtp_tokens} needs a multi-token-prediction layer, and model '{spec.name}' has none (num_nextn_predict_layers=0): use mtp_tokens=0")
+        if not 0.0 <= self.mtp_acceptance_fraction <= 1.0:
+            raise DeploymentError(f"mtp_acceptance={self.mtp_acceptance_fraction} is invalid: expected a fraction from 0 to 1")
+        if self.redundant_experts < 0:
+            raise DeploymentError(f"redundant_experts={self.redundant_experts} is invalid: expected 0 or more")
+        if self.latent_cache_format not in LATENT_CACHE_FORMATS:
+            raise DeploymentError(f"latent cache format '{self.latent_cache_format}' is invalid: expected one of {', '.join(LATENT_CACHE_FORMATS)}")
+        if self.step_overhead_s < 0:
+            raise DeploymentError(f"step_overhead_s={self.step_overhead_s} is invalid: expected 0 or more")
+        slots = self.expert_slots(spec)
+        if slots % self.ep_gpus != 0:
+            raise DeploymentError(
+                f"EP size {self.ep_gpus} does not divide the {slots} expert slots ({spec.n_routed_experts} routed + "
+                f"{self.redundant_experts} redundant): {slots % self.ep_gpus} slots left over; pick an EP size that divides {slots} or change --redundant-experts"
+            )
+        if self.ep_gpus > self.gpus_per_node and self.ep_gpus % self.gpus_per_node != 0:
+            raise DeploymentError(f"EP size {self.ep_gpus} is not a whole number of {self.gpus_per_node}-GPU nodes: use a multiple of {self.gpus_per_node}")
+        if self.attention_tp_gpus > self.gpus_per_node:
+            raise DeploymentError(f"attention tensor parallelism {self.attention_tp_gpus} exceeds the {self.gpus_per_node} GPUs of a node")
+        if spec.num_attention_heads % self.attention_tp_gpus != 0:
+            raise DeploymentError(f"attention tensor parallelism {self.attention_tp_gpus} does not divide the {spec.num_attention_heads} attention heads")
+        return self
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise DeploymentError(f"{name}={value} is invalid: expected a positive integer")
