@@ -241,7 +241,7 @@ def test_load_profile_unknown_nested_key(tmp_path: Path) -> None:
 
 def test_load_profile_unknown_efficiency_key(tmp_path: Path) -> None:
     data = h800_data()
-    data["efficiencies"]["topk"]["launch_us"] = 1.0
+    data["efficiencies"]["topk_decode"]["launch_us"] = 1.0
 
     message = load_mutated(tmp_path, data)
 
@@ -264,7 +264,7 @@ def test_load_profile_missing_nested_key(tmp_path: Path) -> None:
 
 def test_load_profile_missing_efficiency_class(tmp_path: Path) -> None:
     data = h800_data()
-    del data["efficiencies"]["topk"]
+    del data["efficiencies"]["topk_decode"]
     del data["efficiencies"]["elementwise"]
 
     message = load_mutated(tmp_path, data)
@@ -363,7 +363,7 @@ def test_load_profile_unknown_device_kind(tmp_path: Path) -> None:
 
 def test_load_profile_unknown_provenance(tmp_path: Path) -> None:
     data = h800_data()
-    data["efficiencies"]["topk"]["provenance"] = "guessed"
+    data["efficiencies"]["topk_decode"]["provenance"] = "guessed"
 
     assert "efficiencies.topk.provenance = 'guessed' is invalid" in load_mutated(tmp_path, data)
 
@@ -391,7 +391,7 @@ def test_load_profile_bad_date(tmp_path: Path) -> None:
 
 def test_load_profile_empty_source(tmp_path: Path) -> None:
     data = h800_data()
-    data["efficiencies"]["topk"]["source"] = ""
+    data["efficiencies"]["topk_decode"]["source"] = ""
 
     assert "efficiencies.topk.source is empty" in load_mutated(tmp_path, data)
 

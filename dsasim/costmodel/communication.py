@@ -2,12 +2,15 @@
 
 Dispatch sends each token's hidden state in FP8 with its per-128 scales to every routed expert that lives on
 another GPU; combine returns the expert outputs in BF16. Under balanced routing a token's
-``num_experts_per_tok`` copies land on each GPU of the EP group with equal probability: 1/ep stay on this
-GPU, (gpus_per_node - 1)/ep cross NVLink, the rest cross the scale-out network. Both tiers run at once, so
-a transfer takes the longer of the two, plus the tier's latency.
+``num_experts_per_tok`` copies land on each GPU of the EP group with equal probability.
 
-NOTE: every copy is counted, including two experts of one token on the same remote GPU or node; DeepEP's
-normal kernels send one copy per node over InfiniBand and forward it over NVLink, which this ignores.
+Two kinds of kernel, as DeepEP has them:
+
+- prefill ("normal" kernels): a token crosses the scale-out network once per remote node that hosts any of
+  its experts, and that node forwards it over NVLink to the GPUs that need it;
+- decode ("low-latency" kernels): every copy for another node goes straight over RDMA, one per expert.
+
+Both tiers run at once, so a transfer takes the longer of the two, plus the tier's latency.
 """
 
 from __future__ import annotations
@@ -38,13 +41,24 @@ class CommunicationCost:
 
 
 def remote_copies_per_token(spec: ModelSpec, deployment: Deployment) -> tuple[float, float]:
-    """Expected routed copies of one token that go to another GPU (same node, other nodes)."""
+    """Expected copies of one token per MoE layer that cross NVLink and that cross the scale-out network.
+
+    NVLink carries every copy for another GPU of this node, and in prefill also the copies a remote node
+    forwards to its own GPUs. The scale-out count is per remote node in prefill and per expert in decode.
+    """
     ep = deployment.ep_gpus
-    gpus_in_node = min(ep, deployment.gpus_per_node)
-    same_node_fraction = (gpus_in_node - 1) / ep
-    other_node_fraction = (ep - gpus_in_node) / ep
     copies = spec.num_experts_per_tok
-    return copies * same_node_fraction, copies * other_node_fraction
+    gpus_in_node = min(ep, deployment.gpus_per_node)
+    same_node = copies * (gpus_in_node - 1) / ep
+    other_nodes = copies * (ep - gpus_in_node) / ep
+    if deployment.phase == "decode" or deployment.nodes <= 1:
+        return same_node, other_nodes
+
+    # Prefill: a remote node receives the token once if it hosts at least one of its experts.
+    node_share = gpus_in_node / ep
+    remote_nodes = (deployment.nodes - 1) * (1.0 - (1.0 - node_share) ** copies)
+    forwarded = other_nodes  # each copy for a remote GPU crosses that node's NVLink after arriving
+    return same_node + forwarded, remote_nodes
 
 
 def _transfer_s(bytes_same_node: float, bytes_other_nodes: float, hardware: HardwareProfile) -> float:

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from dsasim.costmodel.dtypes import LATENT_CACHE_FORMATS
+from dsasim.costmodel.dtypes import DTYPE_BYTES, LATENT_CACHE_FORMATS
 from dsasim.costmodel.specs import ModelSpec
 from dsasim.errors import DeploymentError
 
@@ -32,6 +32,11 @@ class Deployment:
     mtp_acceptance_fraction: float  # probability that a proposed token is accepted
     redundant_experts: int  # extra expert replicas beyond n_routed_experts
     latent_cache_format: str  # "bf16" or "fp8"
+    # Context of the requests that share a step: every decode request's context, or the prompt length in
+    # prefill. It sets how much attention compute the step's all-to-all can hide behind.
+    context_tokens: int = 4096
+    # Fraction of the shorter of compute and all-to-all that the two-micro-batch schedule hides.
+    overlap_fraction: float = 1.0
     gpus_per_node: int = 8
     attention_tp_gpus: int = 1  # tensor parallelism inside attention (1: pure data parallelism)
     step_overhead_s: float = 0.0  # fixed time per step outside the kernels (scheduling, synchronisation)
@@ -83,6 +88,7 @@ class Deployment:
         if self.phase not in PHASES:
             raise DeploymentError(f"phase '{self.phase}' is invalid: expected one of {', '.join(PHASES)}")
         _positive("ep_gpus", self.ep_gpus)
+        _positive("context_tokens", self.context_tokens)
         _positive("gpus_per_node", self.gpus_per_node)
         _positive("attention_tp_gpus", self.attention_tp_gpus)
         if self.phase == "prefill":
@@ -97,6 +103,8 @@ class Deployment:
             raise DeploymentError(f"mtp_tokens={self.mtp_tokens} needs a multi-token-prediction layer, and model '{spec.name}' has none (num_nextn_predict_layers=0): use mtp_tokens=0")
         if not 0.0 <= self.mtp_acceptance_fraction <= 1.0:
             raise DeploymentError(f"mtp_acceptance={self.mtp_acceptance_fraction} is invalid: expected a fraction from 0 to 1")
+        if not 0.0 <= self.overlap_fraction <= 1.0:
+            raise DeploymentError(f"overlap_fraction={self.overlap_fraction} is invalid: expected a fraction from 0 to 1")
         if self.redundant_experts < 0:
             raise DeploymentError(f"redundant_experts={self.redundant_experts} is invalid: expected 0 or more")
         if self.latent_cache_format not in LATENT_CACHE_FORMATS:
@@ -121,3 +129,53 @@ class Deployment:
 def _positive(name: str, value: int) -> None:
     if value < 1:
         raise DeploymentError(f"{name}={value} is invalid: expected a positive integer")
+
+
+# DeepSeek's H800 service as Figure 3 of the DeepSeek-V3.2-Exp paper prices it. Quantities the paper states
+# (EP sizes, redundant experts, micro-batches, MTP, prompt length) come from DeepSeek's published inference
+# system; the ones it does not state were set from Figure 3's position-0 endpoints, each named below.
+MTP_ACCEPTANCE_FRACTION = 0.9  # the second token is accepted 85-90 % of the time (DeepSeek-V3 report): upper end
+PREFILL_EP_GPUS = 32
+PREFILL_REDUNDANT_EXPERTS = 32  # 256 + 32 = 288 slots, 9 per GPU
+PREFILL_TOKENS_PER_GPU = 16384  # DeepSeek's profiled prefill batch, two micro-batches
+PREFILL_CONTEXT_TOKENS = 4096  # DeepSeek's profiled prompt length
+# Set from Figure 3's V3.1-Terminus prefill endpoint at position 0: DeepEP's prefill kernels share the SMs
+# with the compute they overlap, so only part of the all-to-all hides.
+PREFILL_OVERLAP_FRACTION = 0.5
+# A DSA prefill writes FP32 indexer logits for every (query, key) pair of a step before top-k reads them;
+# bounding them to 1 GiB per layer against a 131072-token context allows 2048 queries per step.
+DSA_PREFILL_LOGITS_BUDGET_BYTES = 2**30
+DSA_PREFILL_MAX_CONTEXT_TOKENS = 131072
+DECODE_EP_GPUS = 128  # DeepSeek serves at EP144 and profiled at EP128: 2 routed experts per GPU
+# Mean context of the requests sharing a decode step: a batch spread evenly over Figure 3's 0-128K range.
+DECODE_CONTEXT_TOKENS = 65536
+# Decode all-to-all runs over RDMA without occupying SMs, overlapped by the two micro-batches.
+DECODE_OVERLAP_FRACTION = 1.0
+# Requests per GPU, set from Figure 3's decode endpoints at position 0, one per model.
+DENSE_DECODE_BATCH_PER_GPU = 156
+DSA_DECODE_BATCH_PER_GPU = 722
+
+
+def default_deployment(spec: ModelSpec, phase: str) -> Deployment:
+    """DeepSeek's H800 service for `phase`, as used for Figure 3; DSA models get DSA's settings."""
+    if phase not in PHASES:
+        raise DeploymentError(f"phase '{phase}' is invalid: expected one of {', '.join(PHASES)}")
+    mtp_tokens = 1 if spec.num_nextn_predict_layers > 0 else 0
+    latent_format = "fp8" if spec.uses_dsa else "bf16"
+    if phase == "prefill":
+        tokens = PREFILL_TOKENS_PER_GPU
+        if spec.uses_dsa:
+            tokens = DSA_PREFILL_LOGITS_BUDGET_BYTES // (DTYPE_BYTES["fp32"] * DSA_PREFILL_MAX_CONTEXT_TOKENS)
+        return Deployment(
+            phase="prefill", ep_gpus=PREFILL_EP_GPUS, tokens_per_gpu=tokens, batch_per_gpu=1, micro_batches=2,
+            mtp_tokens=mtp_tokens, mtp_acceptance_fraction=MTP_ACCEPTANCE_FRACTION,
+            redundant_experts=PREFILL_REDUNDANT_EXPERTS, latent_cache_format=latent_format,
+            context_tokens=PREFILL_CONTEXT_TOKENS, overlap_fraction=PREFILL_OVERLAP_FRACTION,
+        )
+    batch = DSA_DECODE_BATCH_PER_GPU if spec.uses_dsa else DENSE_DECODE_BATCH_PER_GPU
+    return Deployment(
+        phase="decode", ep_gpus=DECODE_EP_GPUS, tokens_per_gpu=1, batch_per_gpu=batch, micro_batches=2,
+        mtp_tokens=mtp_tokens, mtp_acceptance_fraction=MTP_ACCEPTANCE_FRACTION, redundant_experts=0,
+        latent_cache_format=latent_format, context_tokens=DECODE_CONTEXT_TOKENS,
+        overlap_fraction=DECODE_OVERLAP_FRACTION,
+    )

@@ -91,9 +91,9 @@ def indexer_prefill_call(spec: ModelSpec, query_tokens: int, kv_len: int, key_fo
     return indexer_logits_op(spec, "indexer_logits_prefill", query_tokens, np.full(1, mean_keys), True, 1.0, 1.0, key_format)
 
 
-def topk_call(spec: ModelSpec, rows: int, keys: int) -> Op:
+def topk_call(spec: ModelSpec, rows: int, keys: int, kernel: str = "topk_decode") -> Op:
     """Top-k over `rows` rows of `keys` FP32 logits."""
-    return _whole_call(topk_op(spec, 1, np.full(1, float(keys)), 1.0, 1.0), rows)
+    return _whole_call(topk_op(spec, kernel, 1, np.full(1, float(keys)), 1.0, 1.0), rows)
 
 
 def predict_call_s(op: Op, hardware: HardwareProfile) -> float:

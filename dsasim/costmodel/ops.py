@@ -37,6 +37,7 @@ Scope = Literal["step", "token"]
 # queries, and CTAs working on neighbouring query tiles of the same head hit the same tiles in L2.
 # NOTE: an estimate (8 tiles of 128); it only matters where prefill attention nears the memory roof.
 PREFILL_KEY_REUSE_QUERIES = 1024
+SLOT_BLOCK = 0
 # Hidden-state reads and writes per layer by elementwise kernels: two RMSNorms, two residual adds,
 # the SwiGLU activation and FP8 activation quantisation, each a read or write of one hidden vector.
 # NOTE: an estimate of fused-kernel traffic, not a measured count.
@@ -226,16 +227,17 @@ def token_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) ->
     if deployment.phase == "prefill":
         ops.append(mha_attention_op(spec, heads, 1, keys, layers, requests_per_call))
         if spec.uses_dsa:
-            ops.append(sparse_mqa_op(spec, "sparse_mqa_prefill", heads, 1, latent_bytes, layers, requests_per_call, positions))
+            ops.append(sparse_mqa_op(spec, "sparse_mqa_prefill", heads, 1, latent_bytes, layers, requests_per_call, positions, SLOT_BLOCK))
     elif spec.uses_dsa:
-        ops.append(sparse_mqa_op(spec, "sparse_mqa_decode", heads, queries, latent_bytes, layers, requests_per_call, positions))
+        ops.append(sparse_mqa_op(spec, "sparse_mqa_decode", heads, queries, latent_bytes, layers, requests_per_call, positions, SLOT_BLOCK))
     else:
         ops.append(dense_mqa_op(spec, heads, queries, keys, latent_bytes, layers, requests_per_call))
 
     if spec.uses_dsa:
         logits_kernel = "indexer_logits_decode" if deployment.phase == "decode" else "indexer_logits_prefill"
         ops.append(indexer_logits_op(spec, logits_kernel, queries, keys, deployment.phase == "prefill", layers, requests_per_call))
-        ops.append(topk_op(spec, queries, keys, layers, requests_per_call))
+        topk_kernel = "topk_decode" if deployment.phase == "decode" else "topk_prefill"
+        ops.append(topk_op(spec, topk_kernel, queries, keys, layers, requests_per_call))
     return ops
 
 
@@ -261,9 +263,17 @@ def dense_mqa_op(spec: ModelSpec, heads: int, queries: float, keys: np.ndarray, 
 
 
 def sparse_mqa_op(spec: ModelSpec, kernel: str, heads: int, queries: float, latent_bytes: float, calls: float,
-                  requests_per_call: float, positions: np.ndarray) -> Op:
-    """Sparse absorbed MLA: every query gathers and attends index_topk cache slots, empty slots included."""
-    executed_slots = spec.index_topk
+                  requests_per_call: float, positions: np.ndarray, slot_block: int = 0) -> Op:
+    """Sparse absorbed MLA: every query gathers and attends its index slots.
+
+    With ``slot_block`` 0 the kernel executes all index_topk slots, empty ones included. With a block size,
+    it stops after the last block that holds a valid index, so a query with p < index_topk earlier tokens
+    executes p rounded up to the block.
+    """
+    if slot_block > 0:
+        executed_slots = np.minimum(spec.index_topk, np.ceil(np.asarray(positions, dtype=float) / slot_block) * slot_block)
+    else:
+        executed_slots = spec.index_topk
     flops = work.mqa_attention_flops(queries, executed_slots, heads, spec.kv_lora_rank, spec.qk_rope_head_dim)
     bytes_moved = queries * executed_slots * latent_bytes
     return Op("core_attention_sparse_mqa", "core_attention", kernel, "bf16", "token", calls, _array(flops, positions),
@@ -288,10 +298,10 @@ def indexer_logits_op(spec: ModelSpec, kernel: str, queries: float, keys: np.nda
               requests_per_call, description="FP8 ReLU-weighted scores of every earlier token")
 
 
-def topk_op(spec: ModelSpec, queries: float, keys: np.ndarray, calls: float, requests_per_call: float) -> Op:
+def topk_op(spec: ModelSpec, kernel: str, queries: float, keys: np.ndarray, calls: float, requests_per_call: float) -> Op:
     """Top-k selection: reads every query's FP32 logits, writes index_topk int32 indices per query."""
     keys = np.asarray(keys, dtype=float)
     logits_bytes = queries * keys * DTYPE_BYTES["fp32"]
     selected_bytes = queries * spec.index_topk * DTYPE_BYTES["int32"]
-    return Op("indexer_topk", "indexer", "topk", "fp32", "token", calls, np.zeros(keys.shape), logits_bytes + selected_bytes,
+    return Op("indexer_topk", "indexer", kernel, "fp32", "token", calls, np.zeros(keys.shape), logits_bytes + selected_bytes,
               requests_per_call, description="top-k selection over the FP32 logits")

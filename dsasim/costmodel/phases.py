@@ -56,6 +56,7 @@ class PhaseCost:
     timings: list[OpTiming]
     communication: CommunicationCost
     step_compute_s: float  # step ops' time of one whole step on one GPU
+    batch_attention_s: float  # the step's token ops, all requests at the deployment's context
     visible_communication_s: float  # the part of the step's communication that overlap did not hide
     step_overhead_s: float
     attention_mode: np.ndarray  # "mha" or "mqa"/"sparse_mqa" per position
@@ -128,6 +129,28 @@ def _choose_modes(spec: ModelSpec, deployment: Deployment, timings: list[OpTimin
     return chosen, mode
 
 
+# Positions sampled to average a prefill step's attention over its prompts' positions 0 .. context - 1.
+PREFILL_CONTEXT_SAMPLES = 65
+
+
+def batch_positions(deployment: Deployment) -> np.ndarray:
+    """Positions of the tokens that share a step: one context for decode, a prompt's span for prefill."""
+    if deployment.phase == "decode":
+        return np.array([float(deployment.context_tokens)])
+    return np.linspace(0.0, deployment.context_tokens - 1.0, PREFILL_CONTEXT_SAMPLES)
+
+
+def _batch_attention_s(spec: ModelSpec, hardware: HardwareProfile, deployment: Deployment) -> float:
+    """Seconds per step of every request's own ops, with requests at the deployment's context."""
+    positions = batch_positions(deployment)
+    timings = [_time_op(op, hardware, deployment) for op in token_ops(spec, deployment, positions)]
+    timings, _ = _choose_modes(spec, deployment, timings)
+    per_token = np.zeros(positions.shape)
+    for timing in timings:
+        per_token = per_token + np.where(timing.active, timing.seconds_per_token, 0.0)
+    return float(per_token.mean()) * deployment.credited_tokens_per_gpu
+
+
 def phase_cost(spec: ModelSpec, hardware: HardwareProfile, deployment: Deployment, positions: np.ndarray) -> PhaseCost:
     """Per-op and total cost of a token at each of `positions` (vectorised: one call per curve)."""
     deployment.validate(spec)
@@ -143,10 +166,13 @@ def phase_cost(spec: ModelSpec, hardware: HardwareProfile, deployment: Deploymen
             # Step ops do not vary with position; a mode-dependent one counts where its mode runs at position 0.
             step_compute_s += float(np.where(timing.active, timing.seconds_per_token, 0.0).flat[0]) * credited
 
+    batch_attention_s = _batch_attention_s(spec, hardware, deployment)
     communication = communication_cost(spec, deployment, hardware)
     if deployment.micro_batches >= 2:
-        # One micro-batch's all-to-all runs while the other computes; only the excess is visible.
-        visible_s = max(0.0, communication.total_s - step_compute_s)
+        # One micro-batch's all-to-all runs while the other computes, its attention included; the schedule
+        # hides overlap_fraction of the shorter of the two.
+        hideable_s = min(communication.total_s, step_compute_s + batch_attention_s)
+        visible_s = communication.total_s - deployment.overlap_fraction * hideable_s
     else:
         visible_s = communication.total_s
 
@@ -158,6 +184,7 @@ def phase_cost(spec: ModelSpec, hardware: HardwareProfile, deployment: Deploymen
         timings=timings,
         communication=communication,
         step_compute_s=step_compute_s,
+        batch_attention_s=batch_attention_s,
         visible_communication_s=visible_s,
         step_overhead_s=deployment.step_overhead_s,
         attention_mode=mode,

@@ -23,7 +23,8 @@ KERNEL_CLASSES: tuple[str, ...] = (
     "sparse_mqa_prefill",  # gathered top-k absorbed-MLA prefill (FlashMLA sparse)
     "indexer_logits_decode",  # lightning-indexer FP8 logits, paged, decode (DeepGEMM fp8_paged_mqa_logits)
     "indexer_logits_prefill",  # lightning-indexer FP8 logits, prefill (DeepGEMM fp8_mqa_logits)
-    "topk",  # top-k selection over the indexer logits
+    "topk_decode",  # top-k selection over one decode step's indexer logits
+    "topk_prefill",  # top-k selection over a prefill block's indexer logits
     "elementwise",  # memory-bound elementwise work: norms, RoPE, activations, quantisation
 )
 
