@@ -21,3 +21,7 @@ class DeploymentError(DsasimError):
 
 class MeasurementError(DsasimError):
     """A measurement file is missing, unreadable or in an unknown format."""
+
+
+class InputError(DsasimError):
+    """An argument is invalid (a position, a step, a price)."""

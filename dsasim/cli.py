@@ -1,0 +1,170 @@
+"""The `dsasim` command line: parse, call one library function, render.
+
+Heavy libraries (numpy, pandas, matplotlib, torch) are imported inside the commands that need them, so
+``dsasim --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from dsasim.errors import DsasimError
+
+app = typer.Typer(
+    name="dsasim",
+    help="Cost per token of dense MLA and DeepSeek Sparse Attention serving, from a FLOP/byte model of every op.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+hardware_app = typer.Typer(help="List the hardware profiles, or show one.", no_args_is_help=False)
+app.add_typer(hardware_app, name="hardware")
+
+Result = TypeVar("Result")
+
+# Deployment options shared by curves, breakdown and throughput. None keeps the model's default deployment.
+EpOption = Annotated[int | None, typer.Option("--ep", help="GPUs of one instance; routed experts are spread over them.")]
+TokensOption = Annotated[int | None, typer.Option("--tokens-per-gpu", help="Prefill: prompt tokens per GPU per step, all micro-batches.")]
+BatchOption = Annotated[int | None, typer.Option("--batch-per-gpu", help="Decode: requests per GPU per step, all micro-batches.")]
+ContextOption = Annotated[int | None, typer.Option("--context", help="Context in tokens: prompt length in prefill, each request's context in decode.")]
+MicroBatchesOption = Annotated[int | None, typer.Option("--micro-batches", help="1, or 2 to overlap all-to-all with compute.")]
+MtpTokensOption = Annotated[int | None, typer.Option("--mtp-tokens", help="Extra tokens proposed per decode step by multi-token prediction.")]
+MtpAcceptanceOption = Annotated[float | None, typer.Option("--mtp-acceptance", help="Probability (0-1) that a proposed token is accepted.")]
+RedundantOption = Annotated[int | None, typer.Option("--redundant-experts", help="Expert replicas beyond the routed experts.")]
+CacheOption = Annotated[str | None, typer.Option("--latent-cache", help="Latent cache format: bf16 (1152 B per token-layer) or fp8 (656 B).")]
+PriceOption = Annotated[float | None, typer.Option("--usd-per-gpu-hour", help="Price of one GPU-hour in USD; default: the profile's price.")]
+
+
+def _overrides(ep: int | None = None, tokens_per_gpu: int | None = None, batch_per_gpu: int | None = None,
+               context: int | None = None, micro_batches: int | None = None, mtp_tokens: int | None = None,
+               mtp_acceptance: float | None = None, redundant_experts: int | None = None,
+               latent_cache: str | None = None) -> dict[str, Any]:
+    """Deployment field overrides from the CLI options that were given."""
+    values = {
+        "ep_gpus": ep, "tokens_per_gpu": tokens_per_gpu, "batch_per_gpu": batch_per_gpu, "context_tokens": context,
+        "micro_batches": micro_batches, "mtp_tokens": mtp_tokens, "mtp_acceptance_fraction": mtp_acceptance,
+        "redundant_experts": redundant_experts, "latent_cache_format": latent_cache,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _run(action: Callable[[], Result]) -> Result:
+    """Run a library call; print a DsasimError as one red line on stderr and exit 1."""
+    try:
+        return action()
+    except DsasimError as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+
+
+@contextmanager
+def _logging_to_stderr(verbose: bool) -> Iterator[None]:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    yield
+
+
+@app.command()
+def curves(
+    hardware: Annotated[str, typer.Option(help="Hardware profile name (see `dsasim hardware`) or path to a YAML profile.")] = "h800",
+    models: Annotated[str, typer.Option(help="Comma-separated model names or paths to config.json files.")] = "deepseek-v3.1-terminus,deepseek-v3.2-exp",
+    max_position: Annotated[int, typer.Option(help="Last token position of the curves, in tokens.")] = 131072,
+    step: Annotated[int, typer.Option(help="Distance between positions, in tokens (1 to 512).")] = 256,
+    out: Annotated[Path, typer.Option(help="Folder for cost_curves.csv and cost_curves.png (created if needed).")] = Path("dsasim-out"),
+    usd_per_gpu_hour: PriceOption = None,
+    ep: EpOption = None, tokens_per_gpu: TokensOption = None, batch_per_gpu: BatchOption = None,
+    context: ContextOption = None, micro_batches: MicroBatchesOption = None, mtp_tokens: MtpTokensOption = None,
+    mtp_acceptance: MtpAcceptanceOption = None, redundant_experts: RedundantOption = None, latent_cache: CacheOption = None,
+) -> None:
+    """Write cost per million tokens against token position, prefill and decode, as CSV and PNG (Figure 3)."""
+    from dsasim.costmodel.api import cost_curves, curve_features
+    from dsasim.costmodel.cost import resolve_price
+    from dsasim.hardware_profiles import load_profile
+    from dsasim.reports.curves_plot import write_curves_png
+    from dsasim.reports.files import write_csv_atomically
+    from dsasim.reports.tables import curve_summary_table, features_table
+
+    model_names = [name.strip() for name in models.split(",") if name.strip()]
+    overrides = _overrides(ep, tokens_per_gpu, batch_per_gpu, context, micro_batches, mtp_tokens, mtp_acceptance,
+                           redundant_experts, latent_cache)
+
+    def compute() -> tuple[Any, Any, float]:
+        profile = load_profile(hardware)
+        price = resolve_price(profile, usd_per_gpu_hour)
+        frame = cost_curves(model_names, profile, max_position, step, overrides, price)
+        return frame, curve_features(frame), price
+
+    frame, features, price = _run(compute)
+    csv_path = write_csv_atomically(out / "cost_curves.csv", frame)
+    png_path = write_curves_png(frame, features, out / "cost_curves.png", price)
+    shown_positions = tuple(sorted({0, max_position // 2, max_position}))
+    typer.echo(curve_summary_table(frame, shown_positions))
+    typer.echo("")
+    typer.echo(features_table(features))
+    typer.echo(f"\nwrote {csv_path} and {png_path}")
+
+
+@app.command()
+def breakdown(
+    model: Annotated[str, typer.Option(help="Model name or path to a config.json.")] = "deepseek-v3.2-exp",
+    hardware: Annotated[str, typer.Option(help="Hardware profile name or path.")] = "h800",
+    phase: Annotated[str, typer.Option(help="prefill or decode.")] = "decode",
+    position: Annotated[int, typer.Option(help="Token position: earlier tokens in context.")] = 131072,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    usd_per_gpu_hour: PriceOption = None,
+    ep: EpOption = None, tokens_per_gpu: TokensOption = None, batch_per_gpu: BatchOption = None,
+    context: ContextOption = None, micro_batches: MicroBatchesOption = None, mtp_tokens: MtpTokensOption = None,
+    mtp_acceptance: MtpAcceptanceOption = None, redundant_experts: RedundantOption = None, latent_cache: CacheOption = None,
+) -> None:
+    """Print FLOPs, bytes, time, bound and share of every op of one token's cost."""
+    from dsasim.costmodel.api import breakdown as compute_breakdown
+    from dsasim.reports.tables import breakdown_table
+
+    overrides = _overrides(ep, tokens_per_gpu, batch_per_gpu, context, micro_batches, mtp_tokens, mtp_acceptance,
+                           redundant_experts, latent_cache)
+    table = _run(lambda: compute_breakdown(model, hardware, phase, position, overrides, usd_per_gpu_hour))
+    if as_json:
+        payload = {"model": model, "hardware": hardware, "phase": phase, "position": position,
+                   "seconds_per_token": float(table["seconds_per_token"].sum()),
+                   "usd_per_million_tokens": float(table["usd_per_million_tokens"].sum()),
+                   "ops": table.to_dict(orient="records")}
+        typer.echo(json.dumps(payload))
+        return
+    typer.echo(f"{model} on {hardware}, {phase}, position {position:,}")
+    typer.echo(breakdown_table(table))
+
+
+@hardware_app.callback(invoke_without_command=True)
+def hardware_list(context: typer.Context) -> None:
+    """List the shipped hardware profiles."""
+    if context.invoked_subcommand is not None:
+        return
+    from dsasim.hardware_profiles import list_profiles, load_profile
+
+    for name in list_profiles():
+        profile = _run(lambda name=name: load_profile(name))
+        price = f"{profile.price.usd_per_gpu_hour:.2f} USD/GPU-h" if profile.price else "no price"
+        peaks = ", ".join(f"{dtype} {value / 1e12:,.0f}" for dtype, value in profile.peak_flops_per_s.items())
+        typer.echo(f"{name:10s} {profile.description} | TFLOP/s: {peaks} | HBM {profile.hbm_bandwidth_bytes_per_s / 1e12:.2f} TB/s, "
+                   f"{profile.hbm_capacity_bytes / 2**30:.1f} GiB | {price}")
+
+
+@hardware_app.command("show")
+def hardware_show(name: Annotated[str, typer.Argument(help="Profile name or path to a YAML profile.")]) -> None:
+    """Print one hardware profile as YAML, sources included."""
+    from dsasim.hardware_profiles import load_profile
+
+    profile = _run(lambda: load_profile(name))
+    typer.echo(Path(profile.source_path).read_text(encoding="utf-8"))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,1 @@
+"""Plots and tables drawn from the cost model's DataFrames."""

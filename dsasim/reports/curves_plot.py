@@ -1,0 +1,62 @@
+"""The Figure-3-style picture: cost per million tokens against token position, prefill and decode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from dsasim.reports.files import write_atomically  # noqa: E402
+
+TOKENS_PER_K = 1024
+MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+PANEL_TITLES = {"prefill": "Prefilling", "decode": "Decoding"}
+
+
+def write_curves_png(curves: pd.DataFrame, features: pd.DataFrame, path: Path, usd_per_gpu_hour: float) -> Path:
+    """Draw one panel per phase, one line per model and hardware, with knees and crossovers marked."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    series = list(curves.groupby(["model", "hardware"], sort=False).groups)
+    colours = {key: MODEL_COLOURS[i % len(MODEL_COLOURS)] for i, key in enumerate(series)}
+    several_hardware = curves["hardware"].nunique() > 1
+
+    for axis, phase in zip(axes, ("prefill", "decode"), strict=True):
+        phase_rows = curves[curves["phase"] == phase]
+        for (model, hardware), frame in phase_rows.groupby(["model", "hardware"], sort=False):
+            label = f"{model} ({hardware})" if several_hardware else model
+            axis.plot(frame["position"] / TOKENS_PER_K, frame["usd_per_million_tokens"], color=colours[(model, hardware)],
+                      linewidth=2, label=label)
+        _mark_features(axis, features[features["phase"] == phase])
+        axis.set_title(PANEL_TITLES[phase])
+        axis.set_xlabel("Token position (K tokens)")
+        axis.set_ylabel("Cost (USD per million tokens)")
+        axis.set_xlim(left=0)
+        axis.set_ylim(bottom=0)
+        axis.grid(True, alpha=0.3)
+        axis.legend(loc="upper left", fontsize=9)
+
+    hardware_names = ", ".join(curves["hardware"].unique())
+    figure.suptitle(f"Cost per million tokens on {hardware_names} at {usd_per_gpu_hour:g} USD per GPU-hour")
+    return write_atomically(Path(path), lambda temporary: _save(figure, temporary))
+
+
+def _mark_features(axis: plt.Axes, features: pd.DataFrame) -> None:
+    for row in features.itertuples():
+        x = row.position / TOKENS_PER_K
+        y = row.usd_per_million_tokens
+        if row.kind == "knee":
+            axis.plot(x, y, marker="o", markersize=8, markerfacecolor="none", markeredgecolor="black")
+            text = f"knee {row.position / TOKENS_PER_K:.1f}K"
+        else:
+            axis.plot(x, y, marker="X", markersize=9, color="black")
+            text = f"crossover {row.position / TOKENS_PER_K:.1f}K"
+        axis.annotate(text, (x, y), textcoords="offset points", xytext=(10, -14 if row.kind == "knee" else 8), fontsize=8)
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    figure.savefig(path, dpi=120, format="png")
+    plt.close(figure)
