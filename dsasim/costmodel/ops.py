@@ -205,6 +205,17 @@ def _embedding(spec: ModelSpec, tokens: float, calls: float, positions: np.ndarr
               _array(tokens * spec.hidden_size * DTYPE_BYTES["bf16"] * 2, positions), description="token embedding lookup")
 
 
+def attended_keys(spec: ModelSpec, positions: np.ndarray) -> np.ndarray:
+    """Keys a token at each position attends: all p earlier ones (dense), at most index_topk of them (DSA).
+
+    This is the useful work; what a kernel executes can be more (see ``sparse_mqa_op``).
+    """
+    positions = np.asarray(positions, dtype=float)
+    if spec.uses_dsa:
+        return np.minimum(positions, spec.index_topk)
+    return positions
+
+
 def token_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) -> list[Op]:
     """Ops of one request's own attention at each position, per layer, per step.
 

@@ -1,0 +1,109 @@
+"""The command line, through typer's CliRunner: outputs written, bad input rejected in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dsasim.cli import app
+
+runner = CliRunner()
+
+
+def test_curves_writes_csv_and_png(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["curves", "--out", str(tmp_path / "new"), "--max-position", "8192", "--step", "512"])
+    assert result.exit_code == 0, result.output
+    curves = pd.read_csv(tmp_path / "new" / "cost_curves.csv")
+    assert {"model", "hardware", "phase", "position", "usd_per_million_tokens"} <= set(curves.columns)
+    assert (tmp_path / "new" / "cost_curves.png").stat().st_size > 10_000
+
+
+def test_curves_default_positions(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["curves", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    curves = pd.read_csv(tmp_path / "cost_curves.csv")
+    for _, group in curves.groupby(["model", "hardware", "phase"]):
+        positions = group["position"].to_numpy()
+        assert positions[0] == 0
+        assert positions[-1] == 131072
+        assert positions.max() - positions.min() == 131072
+        assert (pd.Series(positions).diff().dropna() <= 512).all()
+    assert not curves.duplicated(["model", "hardware", "phase", "position"]).any()
+    assert set(curves["model"]) == {"deepseek-v3.1-terminus", "deepseek-v3.2-exp"}
+
+
+def test_curves_deployment_flags_change_cost(tmp_path: Path) -> None:
+    base = runner.invoke(app, ["curves", "--out", str(tmp_path / "a"), "--max-position", "1024"])
+    small = runner.invoke(app, ["curves", "--out", str(tmp_path / "b"), "--max-position", "1024", "--batch-per-gpu", "16"])
+    assert base.exit_code == 0 and small.exit_code == 0
+    a = pd.read_csv(tmp_path / "a" / "cost_curves.csv")
+    b = pd.read_csv(tmp_path / "b" / "cost_curves.csv")
+    decode_a = a[a["phase"] == "decode"]["usd_per_million_tokens"].to_numpy()
+    decode_b = b[b["phase"] == "decode"]["usd_per_million_tokens"].to_numpy()
+    assert (decode_b > decode_a).all()
+
+
+def test_curves_unknown_hardware_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["curves", "--hardware", "h2000", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "unknown hardware 'h2000' (known: a100-sxm" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "cost_curves.csv").exists()
+
+
+def test_curves_no_price_asks_for_one(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["curves", "--hardware", "h20", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "pass --usd-per-gpu-hour" in result.output
+
+
+def test_curves_bad_ep_names_the_limit(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["curves", "--ep", "48", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "does not divide" in result.output
+
+
+def test_breakdown_json_is_one_object() -> None:
+    result = runner.invoke(app, ["breakdown", "--model", "deepseek-v3.2-exp", "--hardware", "h800", "--phase", "decode",
+                                 "--position", "65536", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    ops = {row["op"]: row for row in payload["ops"]}
+    assert ops["indexer_logits"]["bound"] == "memory"
+    assert sum(row["share_fraction"] for row in payload["ops"]) == pytest.approx(1.0)
+
+
+def test_breakdown_table_has_units() -> None:
+    result = runner.invoke(app, ["breakdown", "--phase", "prefill", "--position", "1000"])
+    assert result.exit_code == 0, result.output
+    assert "time (us/token)" in result.output
+    assert "core_attention_mha" in result.output
+
+
+def test_breakdown_bad_phase() -> None:
+    result = runner.invoke(app, ["breakdown", "--phase", "training"])
+    assert result.exit_code == 1
+    assert "--phase 'training' is invalid: expected one of prefill, decode" in result.output
+
+
+def test_hardware_lists_profiles() -> None:
+    result = runner.invoke(app, ["hardware"])
+    assert result.exit_code == 0, result.output
+    for name in ("a100-sxm", "b200", "h100-sxm", "h20", "h200", "h800"):
+        assert name in result.output
+
+
+def test_hardware_show_prints_yaml() -> None:
+    result = runner.invoke(app, ["hardware", "show", "h800"])
+    assert result.exit_code == 0, result.output
+    assert "hbm_bandwidth_tb_per_s: 3.35" in result.output
+
+
+def test_hardware_show_unknown() -> None:
+    result = runner.invoke(app, ["hardware", "show", "tpu"])
+    assert result.exit_code == 1
+    assert "unknown hardware 'tpu'" in result.output
