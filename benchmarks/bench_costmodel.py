@@ -33,7 +33,8 @@ def main() -> None:
     deployment = default_deployment(spec, PHASE)
     positions = np.arange(POSITIONS, dtype=float) * (131072 / POSITIONS)
 
-    phase_cost(spec, hardware, deployment, positions).seconds_per_token  # warm-up
+    warm_up = phase_cost(spec, hardware, deployment, positions).seconds_per_token
+    assert warm_up.shape == positions.shape
     times_s = []
     for _ in range(REPEATS):
         start = time.perf_counter()

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -150,7 +151,7 @@ def hardware_list(context: typer.Context) -> None:
     from dsasim.hardware_profiles import list_profiles, load_profile
 
     for name in list_profiles():
-        profile = _run(lambda name=name: load_profile(name))
+        profile = _run(partial(load_profile, name))
         price = f"{profile.price.usd_per_gpu_hour:.2f} USD/GPU-h" if profile.price else "no price"
         peaks = ", ".join(f"{dtype} {value / 1e12:,.0f}" for dtype, value in profile.peak_flops_per_s.items())
         typer.echo(f"{name:10s} {profile.description} | TFLOP/s: {peaks} | HBM {profile.hbm_bandwidth_bytes_per_s / 1e12:.2f} TB/s, "

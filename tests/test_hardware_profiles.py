@@ -117,10 +117,10 @@ def test_h800_price_and_efficiencies() -> None:
 
     assert profile.price.usd_per_gpu_hour == 2.0
     assert profile.price.date == "2025-09-29"
-    assert gemm_fp8.compute_fraction == 0.73
+    assert gemm_fp8.compute_fraction == 0.74
     assert gemm_fp8.memory_fraction == 0.8
-    assert gemm_fp8.overhead_s == pytest.approx(5e-6)
-    assert gemm_fp8.provenance == "measured"
+    assert gemm_fp8.overhead_s == pytest.approx(7e-6)
+    assert gemm_fp8.provenance == "fitted"
     assert gemm_bf16.memory_fraction is None
     assert gemm_bf16.overhead_s == 0.0
 
@@ -245,7 +245,7 @@ def test_load_profile_unknown_efficiency_key(tmp_path: Path) -> None:
 
     message = load_mutated(tmp_path, data)
 
-    assert "unknown key 'launch_us' in efficiencies.topk" in message
+    assert "unknown key 'launch_us' in efficiencies.topk_decode" in message
 
 
 def test_load_profile_missing_key(tmp_path: Path) -> None:
@@ -269,7 +269,7 @@ def test_load_profile_missing_efficiency_class(tmp_path: Path) -> None:
 
     message = load_mutated(tmp_path, data)
 
-    assert "efficiencies: missing kernel class topk, elementwise" in message
+    assert "efficiencies: missing kernel class topk_decode, elementwise" in message
 
 
 def test_load_profile_unknown_efficiency_class(tmp_path: Path) -> None:
@@ -337,8 +337,8 @@ def test_load_profile_string_for_number(tmp_path: Path) -> None:
 
 def test_load_profile_exponent_without_dot(tmp_path: Path) -> None:
     path = tmp_path / "exponent.yaml"
-    text = H800_PATH.read_text(encoding="utf-8").replace("  bf16: 989\n", "  bf16: 9.89e+2\n")
-    text = text.replace("  fp8: 1979\n", "  fp8: 2e3\n")
+    text = re.sub(r"  bf16: 989(\.0)?\n", "  bf16: 9.89e+2\n", H800_PATH.read_text(encoding="utf-8"))
+    text = re.sub(r"  fp8: 1979(\.0)?\n", "  fp8: 2e3\n", text)
     path.write_text(text, encoding="utf-8")
 
     message = load_raising(path)
@@ -365,7 +365,7 @@ def test_load_profile_unknown_provenance(tmp_path: Path) -> None:
     data = h800_data()
     data["efficiencies"]["topk_decode"]["provenance"] = "guessed"
 
-    assert "efficiencies.topk.provenance = 'guessed' is invalid" in load_mutated(tmp_path, data)
+    assert "efficiencies.topk_decode.provenance = 'guessed' is invalid" in load_mutated(tmp_path, data)
 
 
 def test_load_profile_no_peak(tmp_path: Path) -> None:
@@ -393,7 +393,7 @@ def test_load_profile_empty_source(tmp_path: Path) -> None:
     data = h800_data()
     data["efficiencies"]["topk_decode"]["source"] = ""
 
-    assert "efficiencies.topk.source is empty" in load_mutated(tmp_path, data)
+    assert "efficiencies.topk_decode.source is empty" in load_mutated(tmp_path, data)
 
 
 def test_load_profile_counts_other_errors(tmp_path: Path) -> None:

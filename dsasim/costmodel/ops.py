@@ -256,7 +256,7 @@ def mha_attention_op(spec: ModelSpec, heads: int, queries: float, keys: np.ndarr
                      requests_per_call: float) -> Op:
     """Causal MHA over decompressed keys: `queries` queries, each executed against `keys` keys on average."""
     keys = np.asarray(keys, dtype=float)
-    flops = work.mha_attention_flops(queries, keys, heads, spec.qk_head_dim, spec.v_head_dim)
+    flops = np.asarray(work.mha_attention_flops(queries * np.ones_like(keys), keys, heads, spec.qk_head_dim, spec.v_head_dim))
     kv_values_per_key = heads * (spec.qk_head_dim + spec.v_head_dim)
     bytes_moved = queries * keys * kv_values_per_key * DTYPE_BYTES["bf16"] / PREFILL_KEY_REUSE_QUERIES
     return Op("core_attention_mha", "core_attention", "mha_prefill", "bf16", "token", calls, flops, bytes_moved,
@@ -267,7 +267,7 @@ def dense_mqa_op(spec: ModelSpec, heads: int, queries: float, keys: np.ndarray, 
                  requests_per_call: float) -> Op:
     """Dense absorbed MLA of one request: its queries share one read of its `keys` cached latents."""
     keys = np.asarray(keys, dtype=float)
-    flops = work.mqa_attention_flops(queries, keys, heads, spec.kv_lora_rank, spec.qk_rope_head_dim)
+    flops = np.asarray(work.mqa_attention_flops(queries * np.ones_like(keys), keys, heads, spec.kv_lora_rank, spec.qk_rope_head_dim))
     cache_bytes = keys * latent_bytes
     return Op("core_attention_mqa", "core_attention", "mqa_decode", "bf16", "token", calls, flops, cache_bytes,
               requests_per_call, mode="mqa", description="dense absorbed MLA over the whole latent cache")
@@ -300,7 +300,7 @@ def indexer_logits_op(spec: ModelSpec, kernel: str, queries: float, keys: np.nda
     key read like a FlashAttention tile (`keys_shared_across_queries`).
     """
     keys = np.asarray(keys, dtype=float)
-    flops = work.indexer_logits_flops(queries, keys, spec.index_n_heads, spec.index_head_dim)
+    flops = np.asarray(work.indexer_logits_flops(queries * np.ones_like(keys), keys, spec.index_n_heads, spec.index_head_dim))
     key_bytes = keys * index_cache_bytes_per_token(spec.index_head_dim, key_format)
     if keys_shared_across_queries:
         key_bytes = queries * key_bytes / PREFILL_KEY_REUSE_QUERIES

@@ -45,16 +45,18 @@ def write_curves_png(curves: pd.DataFrame, features: pd.DataFrame, path: Path, u
 
 
 def _mark_features(axis: plt.Axes, features: pd.DataFrame) -> None:
-    for row in features.itertuples():
-        x = row.position / TOKENS_PER_K
-        y = row.usd_per_million_tokens
-        if row.kind == "knee":
+    for row in features.to_dict(orient="records"):
+        x = float(row["position"]) / TOKENS_PER_K
+        y = float(row["usd_per_million_tokens"])
+        if row["kind"] == "knee":
             axis.plot(x, y, marker="o", markersize=8, markerfacecolor="none", markeredgecolor="black")
-            text = f"knee {row.position / TOKENS_PER_K:.1f}K"
+            text = f"knee {x:.1f}K"
+            offset = (10, -14)
         else:
             axis.plot(x, y, marker="X", markersize=9, color="black")
-            text = f"crossover {row.position / TOKENS_PER_K:.1f}K"
-        axis.annotate(text, (x, y), textcoords="offset points", xytext=(10, -14 if row.kind == "knee" else 8), fontsize=8)
+            text = f"crossover {x:.1f}K"
+            offset = (10, 8)
+        axis.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=8)
 
 
 def _save(figure: plt.Figure, path: Path) -> None:

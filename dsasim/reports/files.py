@@ -6,6 +6,10 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
@@ -24,9 +28,15 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_text_atomically(path: Path, text: str) -> Path:
-    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    def write(temporary: Path) -> None:
+        temporary.write_text(text, encoding="utf-8")
+
+    return write_atomically(path, write)
 
 
-def write_csv_atomically(path: Path, frame: object) -> Path:
+def write_csv_atomically(path: Path, frame: pd.DataFrame) -> Path:
     """Write a pandas DataFrame as CSV without its index."""
-    return write_atomically(path, lambda temporary: frame.to_csv(temporary, index=False))  # type: ignore[attr-defined]
+    def write(temporary: Path) -> None:
+        frame.to_csv(temporary, index=False)
+
+    return write_atomically(path, write)

@@ -93,8 +93,9 @@ def _read_one(path: Path) -> pd.DataFrame:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() | (values <= 0)
         if bad.any():
-            row = int(bad.idxmax()) + 2  # header is line 1
-            raise MeasurementError(f"'{path}' line {row}: {column} = {frame[column].iloc[int(bad.idxmax())]!r} is invalid: expected a positive number")
+            first_bad = int(bad.to_numpy().argmax())
+            line = first_bad + 2  # the header is line 1
+            raise MeasurementError(f"'{path}' line {line}: {column} = {frame[column].iloc[first_bad]!r} is invalid: expected a positive number")
         frame[column] = values
     frame.insert(0, "kernel", path.stem)
     frame.insert(1, "phase", kernel_format.phase)
@@ -110,9 +111,10 @@ def _split_labels(frame: pd.DataFrame) -> pd.Series:
             continue
         shipped = pd.read_csv(shipped_path)
         columns = list(FORMATS[str(stem)].shape_columns)
-        fit_keys = {tuple(int(v) for v in key) for key in shipped.loc[shipped["split"] == "fit", columns].itertuples(index=False)}
-        for index, key in zip(group.index, group[columns].itertuples(index=False), strict=True):
-            if tuple(int(v) for v in key) in fit_keys:
+        fit_rows = shipped.loc[shipped["split"] == "fit", columns].to_numpy(dtype=int)
+        fit_keys = {tuple(key) for key in fit_rows.tolist()}
+        for index, key in zip(group.index, group[columns].to_numpy(dtype=int).tolist(), strict=True):
+            if tuple(key) in fit_keys:
                 labels[index] = "fit"
     return labels
 
