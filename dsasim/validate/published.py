@@ -95,7 +95,7 @@ def _read_one(path: Path) -> pd.DataFrame:
         if bad.any():
             first_bad = int(bad.to_numpy().argmax())
             line = first_bad + 2  # the header is line 1
-            raise MeasurementError(f"'{path}' line {line}: {column} = {frame[column].iloc[first_bad]!r} is invalid: expected a positive number")
+            raise MeasurementError(f"'{path}' line {line}: {column} = {frame[column].astype(str).iloc[first_bad]} is invalid: expected a positive number")
         frame[column] = values
     frame.insert(0, "kernel", path.stem)
     frame.insert(1, "phase", kernel_format.phase)
