@@ -15,8 +15,8 @@ The cache a GPU holds:
   keys for DSA) in every attention layer, the MTP layer included when MTP is on;
 - prefill: the prompts in flight. A step of ``tokens_per_gpu`` tokens touches
   ``ceil(tokens_per_gpu / context_tokens)`` prompts, and each needs its whole prompt cached by the
-  time its last chunk runs. A DSA prefill also holds one layer's FP32 indexer logits for one
-  micro-batch: its queries times the context.
+  time its last chunk runs. A DSA prefill also needs one layer's FP32 indexer logits for one
+  micro-batch, its queries times the context.
 
 Capacity is the device's reported HBM (``hbm_capacity_bytes``), in GiB as the device reports it.
 """
@@ -116,7 +116,7 @@ class MemoryUse:
 
 
 def fp8_weight_bytes(in_features: int, out_features: int) -> float:
-    """Bytes of an FP8 weight matrix with one FP32 scale per 128x128 block."""
+    """Count the bytes of an FP8 weight matrix with one FP32 scale per 128x128 block."""
     blocks = math.ceil(in_features / FP8_SCALE_BLOCK_VALUES) * math.ceil(out_features / FP8_SCALE_BLOCK_VALUES)
     return in_features * out_features * DTYPE_BYTES["fp8"] + blocks * DTYPE_BYTES[FP8_SCALE_DTYPE]
 
@@ -126,7 +126,7 @@ def _bf16_bytes(values: int) -> float:
 
 
 def attention_layer_weight_bytes(spec: ModelSpec, attention_tp_gpus: int = 1) -> float:
-    """Weight bytes of one layer's attention on one GPU: MLA projections, indexer (DSA) and the layer's norms."""
+    """Count the weight bytes of one layer's attention on one GPU: MLA projections, indexer (DSA) and the layer's norms."""
     heads = spec.num_attention_heads // attention_tp_gpus
     hidden = spec.hidden_size
     mla = (
@@ -153,19 +153,19 @@ def attention_layer_weight_bytes(spec: ModelSpec, attention_tp_gpus: int = 1) ->
 
 
 def expert_weight_bytes(spec: ModelSpec, intermediate_size: int) -> float:
-    """Bytes of one SwiGLU FFN (gate, up and down projections) of width `intermediate_size`, in FP8."""
+    """Count the bytes of one SwiGLU FFN (gate, up and down projections) of width `intermediate_size`, in FP8."""
     gate_and_up = 2 * fp8_weight_bytes(spec.hidden_size, intermediate_size)
     down = fp8_weight_bytes(intermediate_size, spec.hidden_size)
     return gate_and_up + down
 
 
 def router_weight_bytes(spec: ModelSpec) -> float:
-    """One MoE layer's router: BF16 gate weights and the FP32 per-expert bias of the balancing scheme."""
+    """Count the bytes of one MoE layer's router: BF16 gate weights and the FP32 per-expert bias of the balancing scheme."""
     return _bf16_bytes(spec.n_routed_experts * spec.hidden_size) + spec.n_routed_experts * DTYPE_BYTES["fp32"]
 
 
 def mtp_module_weight_bytes(spec: ModelSpec, deployment: Deployment) -> float:
-    """One GPU's share of the MTP modules: the projection of [embedding; hidden], its norms and one MoE layer.
+    """Count one GPU's share of the MTP modules' weights: the projection of [embedding; hidden], its norms and one MoE layer.
 
     The modules share the main model's embedding and LM head, so those are not counted again.
     """
@@ -185,7 +185,7 @@ def mtp_module_weight_bytes(spec: ModelSpec, deployment: Deployment) -> float:
 
 
 def kv_cache_bytes_per_token(spec: ModelSpec, deployment: Deployment) -> float:
-    """Cache bytes one token takes over all attention layers: latent in the deployment's format, plus index key."""
+    """Count the cache bytes one token takes over all attention layers: latent in the deployment's format, plus index key."""
     per_layer = latent_cache_bytes_per_token(spec.kv_lora_rank, spec.qk_rope_head_dim, deployment.latent_cache_format)
     if spec.uses_dsa:
         per_layer += index_cache_bytes_per_token(spec.index_head_dim)
@@ -193,12 +193,12 @@ def kv_cache_bytes_per_token(spec: ModelSpec, deployment: Deployment) -> float:
 
 
 def kv_cache_bytes_per_request(spec: ModelSpec, deployment: Deployment, context_tokens: int) -> float:
-    """Cache bytes of one request with `context_tokens` tokens, in every attention layer (MTP's when on)."""
+    """Count the cache bytes of one request with `context_tokens` tokens, in every attention layer (MTP's when on)."""
     return context_tokens * kv_cache_bytes_per_token(spec, deployment)
 
 
 def cached_tokens_per_gpu(deployment: Deployment, context_tokens: int) -> int:
-    """Tokens of cache one GPU holds: every decode request's context, or the prefill prompts in flight."""
+    """Count the tokens of cache on one GPU: every decode request's context, or the prefill prompts in flight."""
     if deployment.phase == "decode":
         return deployment.batch_per_gpu * context_tokens
     prompts_in_flight = math.ceil(deployment.tokens_per_gpu / context_tokens)
@@ -206,7 +206,7 @@ def cached_tokens_per_gpu(deployment: Deployment, context_tokens: int) -> int:
 
 
 def indexer_logits_bytes(spec: ModelSpec, deployment: Deployment, context_tokens: int) -> float:
-    """Prefill DSA: one layer's FP32 indexer logits of one micro-batch, written before top-k reads them."""
+    """Count one layer's FP32 indexer logits of one micro-batch, which a DSA prefill writes before top-k reads them."""
     if deployment.phase != "prefill" or not spec.uses_dsa:
         return 0.0
     queries = deployment.tokens_per_gpu / deployment.micro_batches
@@ -214,7 +214,7 @@ def indexer_logits_bytes(spec: ModelSpec, deployment: Deployment, context_tokens
 
 
 def activation_bytes(spec: ModelSpec, deployment: Deployment) -> float:
-    """Estimated live activations of one step: hidden vectors and the MoE buffers of every token in flight.
+    """Estimate the live activations of one step: hidden vectors and the MoE buffers of every token in flight.
 
     Each token sends num_experts_per_tok copies out in FP8 (dispatch) and gets them back in BF16
     (combine), and each copy runs through a gate-and-up projection of width 2 x moe_intermediate_size.
@@ -231,7 +231,7 @@ def activation_bytes(spec: ModelSpec, deployment: Deployment) -> float:
 
 
 def latent_format_warnings(spec: ModelSpec, deployment: Deployment) -> tuple[str, ...]:
-    """Warnings about the latent cache format: an FP8 cache for a dense model is a what-if."""
+    """List warnings about the latent cache format: an FP8 cache for a dense model is a what-if."""
     if deployment.latent_cache_format == "fp8" and not spec.uses_dsa:
         return (DENSE_FP8_WHAT_IF_NOTE,)
     return ()
@@ -239,7 +239,7 @@ def latent_format_warnings(spec: ModelSpec, deployment: Deployment) -> tuple[str
 
 def memory_per_gpu(spec: ModelSpec, hardware: HardwareProfile, deployment: Deployment,
                    context_tokens: int | None = None) -> MemoryUse:
-    """HBM use of one GPU of `deployment` with requests at `context_tokens` (default: the deployment's)."""
+    """Compute the HBM use of one GPU of `deployment` with requests at `context_tokens` (default: the deployment's)."""
     deployment.validate(spec)
     context = deployment.context_tokens if context_tokens is None else context_tokens
     if context < 1:
@@ -275,7 +275,7 @@ def _with_batch(deployment: Deployment, batch: int) -> Deployment:
 
 def max_batch_per_gpu(spec: ModelSpec, hardware: HardwareProfile, deployment: Deployment,
                       context_tokens: int | None = None) -> int:
-    """The largest batch that fits one GPU at `context_tokens`: requests in decode, prompt tokens in prefill.
+    """Find the largest batch that fits one GPU at `context_tokens`: requests in decode, prompt tokens in prefill.
 
     Every other setting is the deployment's. Returns 0 when even a batch of one does not fit.
     """
