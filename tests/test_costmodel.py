@@ -159,9 +159,9 @@ def test_step_ops_wq_a_flops_and_bytes(tiny_dense: ModelSpec) -> None:
     # 8 tokens x 64 -> 48: 2 * 8 * 64 * 48 FLOPs per layer call; 4 layers, 1 micro-batch.
     assert wq_a.flops_per_call[0] == 2 * 8 * 64 * 48
     assert wq_a.calls_per_step == 4
-    # FP8 weight 64 * 48 + one FP32 scale per 128 values (24 blocks); FP8 input 8 * (64 + 1 scale * 4);
-    # BF16 output 8 * 48 * 2.
-    assert wq_a.bytes_per_call[0] == 64 * 48 + 24 * 4 + 8 * (64 + 4) + 8 * 48 * 2
+    # FP8 weight 64 * 48 with one FP32 scale for its single 128 x 128 block; FP8 input 8 * (64 + one
+    # FP32 scale); BF16 output 8 * 48 * 2.
+    assert wq_a.bytes_per_call[0] == 64 * 48 + 4 + 8 * (64 + 4) + 8 * 48 * 2
 
 
 def test_routed_experts_flops_balanced(tiny_dense: ModelSpec) -> None:

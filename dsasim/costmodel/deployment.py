@@ -152,8 +152,8 @@ DECODE_CONTEXT_TOKENS = 65536
 # Decode all-to-all runs over RDMA without occupying SMs, overlapped by the two micro-batches.
 DECODE_OVERLAP_FRACTION = 1.0
 # Requests per GPU, set from Figure 3's decode endpoints at position 0, one per model.
-DENSE_DECODE_BATCH_PER_GPU = 156
-DSA_DECODE_BATCH_PER_GPU = 722
+DENSE_DECODE_BATCH_PER_GPU = 153
+DSA_DECODE_BATCH_PER_GPU = 744
 
 
 def default_deployment(spec: ModelSpec, phase: str) -> Deployment:

@@ -23,6 +23,14 @@ def fp8_bytes_with_scales(values: int) -> float:
     return values * DTYPE_BYTES["fp8"] + scale_blocks * DTYPE_BYTES[FP8_SCALE_DTYPE]
 
 
+def fp8_weight_bytes(in_features: int, out_features: int) -> float:
+    """Bytes of an FP8 weight matrix with one FP32 scale per 128 x 128 block (DeepSeek's weight format)."""
+    row_blocks = -(-in_features // FP8_SCALE_BLOCK_VALUES)
+    column_blocks = -(-out_features // FP8_SCALE_BLOCK_VALUES)
+    scale_bytes = row_blocks * column_blocks * DTYPE_BYTES[FP8_SCALE_DTYPE]
+    return in_features * out_features * DTYPE_BYTES["fp8"] + scale_bytes
+
+
 def latent_cache_bytes_per_token(kv_lora_rank: int, qk_rope_head_dim: int, fmt: str) -> float:
     """Bytes one token's MLA latent cache entry takes in one layer.
 

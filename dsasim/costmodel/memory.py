@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from dsasim.costmodel.deployment import Deployment
 from dsasim.costmodel.dtypes import (
     DTYPE_BYTES,
-    FP8_SCALE_BLOCK_VALUES,
-    FP8_SCALE_DTYPE,
     fp8_bytes_with_scales,
+    fp8_weight_bytes,
     index_cache_bytes_per_token,
     latent_cache_bytes_per_token,
 )
@@ -115,12 +114,6 @@ class MemoryUse:
         }
 
 
-def fp8_weight_bytes(in_features: int, out_features: int) -> float:
-    """Count the bytes of an FP8 weight matrix with one FP32 scale per 128x128 block."""
-    blocks = math.ceil(in_features / FP8_SCALE_BLOCK_VALUES) * math.ceil(out_features / FP8_SCALE_BLOCK_VALUES)
-    return in_features * out_features * DTYPE_BYTES["fp8"] + blocks * DTYPE_BYTES[FP8_SCALE_DTYPE]
-
-
 def _bf16_bytes(values: int) -> float:
     return values * DTYPE_BYTES["bf16"]
 
@@ -198,10 +191,15 @@ def kv_cache_bytes_per_request(spec: ModelSpec, deployment: Deployment, context_
 
 
 def cached_tokens_per_gpu(deployment: Deployment, context_tokens: int) -> int:
-    """Count the tokens of cache on one GPU: every decode request's context, or the prefill prompts in flight."""
+    """Count the tokens of cache on one GPU: every decode request's context, or the prefill prompts in flight.
+
+    Under attention tensor parallelism every GPU of the group keeps the whole group's latent cache, since
+    all heads read the same latent.
+    """
+    tp = deployment.attention_tp_gpus
     if deployment.phase == "decode":
-        return deployment.batch_per_gpu * context_tokens
-    prompts_in_flight = math.ceil(deployment.tokens_per_gpu / context_tokens)
+        return deployment.batch_per_gpu * tp * context_tokens
+    prompts_in_flight = math.ceil(deployment.tokens_per_gpu * tp / context_tokens)
     return prompts_in_flight * context_tokens
 
 

@@ -26,6 +26,7 @@ from dsasim.costmodel.deployment import Deployment
 from dsasim.costmodel.dtypes import (
     DTYPE_BYTES,
     fp8_bytes_with_scales,
+    fp8_weight_bytes,
     index_cache_bytes_per_token,
     latent_cache_bytes_per_token,
 )
@@ -74,7 +75,7 @@ def gemm_op(name: str, group: str, tokens: float, in_features: int, out_features
     """A GEMM of `tokens` activations against an [in_features, out_features] weight read once per call."""
     kernel = "gemm_fp8" if weight_dtype == "fp8" else "gemm_bf16"
     if weight_dtype == "fp8":
-        weight_bytes = fp8_bytes_with_scales(in_features * out_features)
+        weight_bytes = fp8_weight_bytes(in_features, out_features)
         input_bytes = tokens * fp8_bytes_with_scales(in_features)
     else:
         weight_bytes = in_features * out_features * DTYPE_BYTES[weight_dtype]
@@ -106,6 +107,9 @@ def step_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) -> 
     """Ops shared by all tokens of one step on one GPU (weights read once per micro-batch call)."""
     micro_batches = deployment.micro_batches
     tokens = deployment.query_tokens_per_gpu / micro_batches  # tokens per micro-batch call
+    # Under attention tensor parallelism each GPU runs attention for the whole TP group's tokens with
+    # 1/tp of the heads; the MoE then takes this GPU's own tokens again.
+    attention_tokens = tokens * deployment.attention_tp_gpus
     tp = deployment.attention_tp_gpus
     attn_calls = attention_layers(spec, deployment) * micro_batches
     moe_calls = moe_layers(spec, deployment) * micro_batches
@@ -114,29 +118,29 @@ def step_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) -> 
     hidden = spec.hidden_size
 
     ops = [
-        gemm_op("wq_a", "attention_projection", tokens, hidden, spec.q_lora_rank, "fp8", attn_calls, positions,
+        gemm_op("wq_a", "attention_projection", attention_tokens, hidden, spec.q_lora_rank, "fp8", attn_calls, positions,
               "query down-projection"),
-        gemm_op("wq_b", "attention_projection", tokens, spec.q_lora_rank, heads * spec.qk_head_dim, "fp8",
+        gemm_op("wq_b", "attention_projection", attention_tokens, spec.q_lora_rank, heads * spec.qk_head_dim, "fp8",
               attn_calls, positions, "query up-projection to every head"),
-        gemm_op("wkv_a", "attention_projection", tokens, hidden, spec.kv_lora_rank + spec.qk_rope_head_dim, "fp8",
+        gemm_op("wkv_a", "attention_projection", attention_tokens, hidden, spec.kv_lora_rank + spec.qk_rope_head_dim, "fp8",
               attn_calls, positions, "key/value down-projection to the cached latent"),
-        gemm_op("wkv_b", "attention_projection", tokens, spec.kv_lora_rank, heads * (spec.qk_nope_head_dim + spec.v_head_dim),
+        gemm_op("wkv_b", "attention_projection", attention_tokens, spec.kv_lora_rank, heads * (spec.qk_nope_head_dim + spec.v_head_dim),
               "fp8", attn_calls, positions, "MHA mode: decompress each new token's latent into keys and values", mode="mha"),
-        _absorption(spec, deployment, tokens, heads, attn_calls, positions),
-        gemm_op("wo", "attention_projection", tokens, heads * spec.v_head_dim, hidden, "fp8", attn_calls, positions,
+        _absorption(spec, deployment, attention_tokens, heads, attn_calls, positions),
+        gemm_op("wo", "attention_projection", attention_tokens, heads * spec.v_head_dim, hidden, "fp8", attn_calls, positions,
               "attention output projection"),
     ]
     if spec.uses_dsa:
         ops += [
-            gemm_op("indexer_wq_b", "indexer", tokens, spec.q_lora_rank, spec.index_n_heads * spec.index_head_dim, "fp8",
+            gemm_op("indexer_wq_b", "indexer", attention_tokens, spec.q_lora_rank, spec.index_n_heads * spec.index_head_dim, "fp8",
                   attn_calls, positions, "indexer queries from the MLA query latent"),
-            gemm_op("indexer_wk", "indexer", tokens, hidden, spec.index_head_dim, "fp8", attn_calls, positions,
+            gemm_op("indexer_wk", "indexer", attention_tokens, hidden, spec.index_head_dim, "fp8", attn_calls, positions,
                   "the indexer's one shared key head"),
-            gemm_op("indexer_weights_proj", "indexer", tokens, hidden, spec.index_n_heads, "bf16", attn_calls, positions,
+            gemm_op("indexer_weights_proj", "indexer", attention_tokens, hidden, spec.index_n_heads, "bf16", attn_calls, positions,
                   "per-head weights of the indexer score"),
         ]
-    ops.append(_cache_write(spec, deployment, tokens, attn_calls, positions))
-    ops.append(_elementwise(spec, tokens, attn_calls, positions))
+    ops.append(_cache_write(spec, deployment, attention_tokens, attn_calls, positions))
+    ops.append(_elementwise(spec, attention_tokens, attn_calls, positions))
 
     slots_per_gpu = deployment.experts_per_gpu(spec)
     slot_tokens = routed_tokens_per_slot(spec, deployment)
@@ -147,9 +151,9 @@ def step_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) -> 
               moe_calls, positions, "shared expert, gate and up projections"),
         gemm_op("shared_expert_down", "moe", tokens, expert_width * spec.n_shared_experts, hidden, "fp8", moe_calls,
               positions, "shared expert, down projection"),
-        _groupedgemm_op("routed_experts_gate_up", slot_tokens, hidden, 2 * expert_width, slots_per_gpu, moe_calls, positions,
+        _grouped_gemm_op("routed_experts_gate_up", slot_tokens, hidden, 2 * expert_width, slots_per_gpu, moe_calls, positions,
                       "this GPU's routed expert slots, gate and up (one grouped GEMM)"),
-        _groupedgemm_op("routed_experts_down", slot_tokens, expert_width, hidden, slots_per_gpu, moe_calls, positions,
+        _grouped_gemm_op("routed_experts_down", slot_tokens, expert_width, hidden, slots_per_gpu, moe_calls, positions,
                       "this GPU's routed expert slots, down (one grouped GEMM)"),
         gemm_op("dense_ffn_gate_up", "dense_ffn", tokens, hidden, 2 * spec.intermediate_size, "fp8", dense_calls, positions,
               "dense FFN layers, gate and up projections"),
@@ -176,9 +180,9 @@ def _absorption(spec: ModelSpec, deployment: Deployment, tokens: float, heads: i
               description="MQA mode: W_UK into queries, W_UV into outputs")
 
 
-def _groupedgemm_op(name: str, slot_tokens: float, in_features: int, out_features: int, slots: int, calls: float,
+def _grouped_gemm_op(name: str, slot_tokens: float, in_features: int, out_features: int, slots: int, calls: float,
                   positions: np.ndarray, description: str) -> Op:
-    weight_bytes = slots * fp8_bytes_with_scales(in_features * out_features)
+    weight_bytes = slots * fp8_weight_bytes(in_features, out_features)
     activation_bytes = slots * slot_tokens * (fp8_bytes_with_scales(in_features) + out_features * DTYPE_BYTES["bf16"])
     flops = slots * work.gemm_flops(slot_tokens, in_features, out_features)
     return Op(name, "moe", "gemm_fp8", "fp8", "step", calls, _array(flops, positions),
@@ -222,15 +226,17 @@ def token_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) ->
     Prefill ops are per prompt token (one query); decode ops are per request-step (all its query tokens).
     A DSA prefill has both an MHA-mode and a sparse-MQA-mode op; the phase keeps the cheaper per position.
     """
-    layers = attention_layers(spec, deployment)
+    # A GPU runs its share of heads for all requests of its attention TP group: tp times its own requests.
+    tp = deployment.attention_tp_gpus
+    layers = attention_layers(spec, deployment) * tp
     positions = np.asarray(positions, dtype=float)
     queries = deployment.query_tokens_per_request
     # A decode request's q query tokens sit at positions p .. p+q-1, so they see p + (q-1)/2 keys on average.
     keys = positions + (queries - 1) / 2
     if deployment.phase == "decode":
-        requests_per_call = deployment.batch_per_gpu / deployment.micro_batches
+        requests_per_call = deployment.batch_per_gpu * tp / deployment.micro_batches
     else:
-        requests_per_call = deployment.tokens_per_gpu / deployment.micro_batches
+        requests_per_call = deployment.tokens_per_gpu * tp / deployment.micro_batches
     heads = spec.num_attention_heads // deployment.attention_tp_gpus
     latent_bytes = latent_cache_bytes_per_token(spec.kv_lora_rank, spec.qk_rope_head_dim, deployment.latent_cache_format)
     ops: list[Op] = []
