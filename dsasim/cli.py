@@ -167,5 +167,86 @@ def hardware_show(name: Annotated[str, typer.Argument(help="Profile name or path
     typer.echo(Path(profile.source_path).read_text(encoding="utf-8"))
 
 
+@app.command()
+def throughput(
+    model: Annotated[str, typer.Option(help="Model name or path to a config.json.")] = "deepseek-v3.1-terminus",
+    hardware: Annotated[str, typer.Option(help="Hardware profile name or path.")] = "h800",
+    phase: Annotated[str, typer.Option(help="prefill or decode.")] = "decode",
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on standard output.")] = False,
+    usd_per_gpu_hour: PriceOption = None,
+    ep: EpOption = None, tokens_per_gpu: TokensOption = None, batch_per_gpu: BatchOption = None,
+    context: ContextOption = None, micro_batches: MicroBatchesOption = None, mtp_tokens: MtpTokensOption = None,
+    mtp_acceptance: MtpAcceptanceOption = None, redundant_experts: RedundantOption = None, latent_cache: CacheOption = None,
+) -> None:
+    """Print tokens per second per GPU, step time, memory per GPU and cost of one deployment."""
+    from dsasim.costmodel.api import deployment_for
+    from dsasim.costmodel.serving import throughput as compute_throughput
+    from dsasim.costmodel.specs import load_spec
+    from dsasim.errors import InputError
+    from dsasim.hardware_profiles import load_profile
+    from dsasim.reports.tables import throughput_text
+
+    overrides = _overrides(ep, tokens_per_gpu, batch_per_gpu, context, micro_batches, mtp_tokens, mtp_acceptance,
+                           redundant_experts, latent_cache)
+
+    def compute() -> Any:
+        if phase not in ("prefill", "decode"):
+            raise InputError(f"--phase '{phase}' is invalid: expected one of prefill, decode")
+        spec = load_spec(model)
+        profile = load_profile(hardware)
+        price = usd_per_gpu_hour if usd_per_gpu_hour is not None else (profile.price.usd_per_gpu_hour if profile.price else None)
+        return compute_throughput(spec, profile, deployment_for(spec, phase, overrides), price)
+
+    result = _run(compute)
+    for warning in result.warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    typer.echo(throughput_text(result))
+
+
+@app.command()
+def plan(
+    model: Annotated[str, typer.Option(help="Model name or path to a config.json.")] = "deepseek-v3.2-exp",
+    hardware: Annotated[str, typer.Option(help="Hardware profile name or path.")] = "h800",
+    phase: Annotated[str, typer.Option(help="prefill or decode.")] = "decode",
+    context: Annotated[int, typer.Option(help="Context in tokens: prompt length in prefill, each request's context in decode.")] = 32768,
+    tpot_ms: Annotated[float | None, typer.Option(help="Decode: largest time per output token, in milliseconds.")] = None,
+    ttft_s: Annotated[float | None, typer.Option(help="Prefill: largest time to first token, in seconds.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for plan.csv and pareto.png (created if needed).")] = Path("dsasim-out"),
+    usd_per_gpu_hour: PriceOption = None,
+    top: Annotated[int, typer.Option(help="Configurations to print.")] = 5,
+) -> None:
+    """Search EP size, batch, cache format, micro-batches and MTP for the cheapest deployment that fits."""
+    from dsasim.costmodel.serving import plan as search_plan
+    from dsasim.costmodel.specs import load_spec
+    from dsasim.errors import InputError
+    from dsasim.hardware_profiles import load_profile
+    from dsasim.reports.files import write_csv_atomically
+    from dsasim.reports.pareto_plot import write_pareto_png
+    from dsasim.reports.tables import plan_table
+
+    def compute() -> Any:
+        if phase not in ("prefill", "decode"):
+            raise InputError(f"--phase '{phase}' is invalid: expected one of prefill, decode")
+        if context < 1:
+            raise InputError(f"--context {context} is invalid: expected a positive number of tokens")
+        spec = load_spec(model)
+        profile = load_profile(hardware)
+        price = usd_per_gpu_hour if usd_per_gpu_hour is not None else (profile.price.usd_per_gpu_hour if profile.price else None)
+        tpot_s = tpot_ms / 1e3 if tpot_ms is not None else None
+        return search_plan(spec, profile, phase, context, tpot_s, ttft_s, price), profile
+
+    table, profile = _run(compute)
+    if table.empty:
+        typer.secho(f"error: no {phase} deployment of {model} fits {profile.name} at context {context:,}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    csv_path = write_csv_atomically(out / "plan.csv", table)
+    png_path = write_pareto_png(table, out / "pareto.png", f"{model}, {phase} at {context:,} tokens on {profile.name}")
+    typer.echo(plan_table(table.head(top)))
+    typer.echo(f"\n{len(table)} feasible configurations; wrote {csv_path} and {png_path}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -107,3 +107,35 @@ def test_hardware_show_unknown() -> None:
     result = runner.invoke(app, ["hardware", "show", "tpu"])
     assert result.exit_code == 1
     assert "unknown hardware 'tpu'" in result.output
+
+
+def test_throughput_json_is_one_object() -> None:
+    result = runner.invoke(app, ["throughput", "--model", "deepseek-v3.1-terminus", "--hardware", "h800", "--phase", "decode",
+                                 "--ep", "128", "--batch-per-gpu", "128", "--context", "4096", "--mtp-tokens", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["tokens_per_s_per_gpu"] > 0
+    assert payload["deployment"]["batch_per_gpu"] == 128
+
+
+def test_throughput_prefill_profile_conditions() -> None:
+    result = runner.invoke(app, ["throughput", "--model", "deepseek-v3.1-terminus", "--hardware", "h800", "--phase", "prefill",
+                                 "--ep", "32", "--tokens-per-gpu", "16384", "--context", "4096", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tokens_per_s_per_gpu"] > 0
+
+
+def test_throughput_batch_too_large_names_limit() -> None:
+    result = runner.invoke(app, ["throughput", "--phase", "decode", "--batch-per-gpu", "4096", "--context", "131072"])
+    assert result.exit_code == 1
+    assert "over" in result.output
+    assert "the largest batch that fits is" in result.output
+
+
+def test_plan_writes_csv_and_png(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", "--model", "deepseek-v3.2-exp", "--hardware", "h800", "--phase", "decode",
+                                 "--context", "131072", "--tpot-ms", "50", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "plan.csv")
+    assert (table["memory_used_bytes"] <= table["memory_capacity_bytes"]).all()
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000

@@ -53,3 +53,58 @@ def summary_table(summary: pd.DataFrame) -> str:
     for column in [c for c in shown.columns if c.endswith("_error_fraction")]:
         shown[column.replace("_error_fraction", " error (%)")] = shown.pop(column) * PERCENT
     return shown.to_string(index=False, float_format=lambda value: f"{value:.1f}")
+
+
+def throughput_text(result: object) -> str:
+    """A readable summary of a ``serving.ThroughputResult``."""
+    data = result.to_dict()  # type: ignore[attr-defined]
+    deployment = data["deployment"]
+    memory = data["memory"]
+    gib = 2**30
+    milliseconds = 1e3
+    lines = [
+        f"{data['model']} on {data['hardware']}, {data['phase']}: EP{deployment['ep_gpus']}, "
+        + (f"{deployment['batch_per_gpu']} requests per GPU" if data["phase"] == "decode" else f"{deployment['tokens_per_gpu']} tokens per GPU")
+        + f", context {deployment['context_tokens']:,}, {deployment['micro_batches']} micro-batches, MTP {deployment['mtp_tokens']}",
+        f"  tokens per second per GPU   {data['tokens_per_s_per_gpu']:,.0f}",
+        f"  tokens per second per user  {data['tokens_per_s_per_user']:,.1f}",
+        f"  step time                   {data['step_time_s'] * milliseconds:,.2f} ms",
+        f"    compute-bound ops         {data['compute_bound_s'] * milliseconds:,.2f} ms",
+        f"    memory-bound ops          {data['memory_bound_s'] * milliseconds:,.2f} ms",
+        f"    communication visible     {data['communication_visible_s'] * milliseconds:,.2f} ms "
+        f"(of {data['communication_total_s'] * milliseconds:,.2f} ms; overlap hid {data['communication_hidden_s'] * milliseconds:,.2f} ms)",
+        f"    step overhead             {data['step_overhead_s'] * milliseconds:,.2f} ms",
+    ]
+    if data["tpot_s"] is not None:
+        lines.append(f"  time per output token       {data['tpot_s'] * milliseconds:,.2f} ms")
+    if data["ttft_s"] is not None:
+        lines.append(f"  time to first token         {data['ttft_s']:,.3f} s")
+    lines.append(f"  memory per GPU              {memory['total_bytes'] / gib:,.1f} GiB of {memory['capacity_bytes'] / gib:,.1f} GiB "
+                 f"(weights {memory['weight_bytes'] / gib:,.1f}, cache {memory['kv_cache_bytes'] / gib:,.1f})")
+    if data["usd_per_million_tokens"] is not None:
+        lines.append(f"  cost                        {data['usd_per_million_tokens']:,.4f} USD per million tokens "
+                     f"at {data['usd_per_gpu_hour']:g} USD per GPU-hour")
+    else:
+        lines.append("  cost                        no price: pass --usd-per-gpu-hour")
+    return "\n".join(lines)
+
+
+def plan_table(table: pd.DataFrame) -> str:
+    """The best rows of a plan, units in the headers."""
+    batch_column = "batch_per_gpu" if "batch_per_gpu" in table.columns else "tokens_per_gpu"
+    latency_column = "tpot_s" if "tpot_s" in table.columns else "ttft_s"
+    shown = pd.DataFrame({
+        "EP (GPUs)": table["ep_gpus"],
+        "redundant experts": table["redundant_experts"],
+        batch_column.replace("_per_gpu", " per GPU"): table[batch_column],
+        "latent cache": table["latent_cache_format"] + table["what_if"].map({True: " (what-if)", False: ""}),
+        "micro-batches": table["micro_batches"],
+        "MTP tokens": table["mtp_tokens"],
+        "tokens/s/GPU": table["tokens_per_s_per_gpu"],
+        "tokens/s/user": table["tokens_per_s_per_user"],
+        ("TPOT (ms)" if latency_column == "tpot_s" else "TTFT (s)"): table[latency_column] * (1e3 if latency_column == "tpot_s" else 1.0),
+        "USD/M tokens": table["usd_per_million_tokens"],
+        "memory (GiB)": table["memory_used_bytes"] / 2**30,
+        "meets target": table["meets_latency"],
+    })
+    return shown.to_string(index=False, float_format=lambda value: f"{value:,.4g}")
