@@ -248,5 +248,84 @@ def plan(
     typer.echo(f"\n{len(table)} feasible configurations; wrote {csv_path} and {png_path}")
 
 
+@contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[str, float], None]]:
+    """A progress bar on stderr, driven by (label, fraction done) callbacks from long library calls."""
+    steps = 1000
+    with typer.progressbar(length=steps, label=label, file=sys.stderr, show_eta=True) as bar:
+        done = [0]
+
+        def advance(step_label: str, fraction: float) -> None:
+            target = int(max(0.0, min(1.0, fraction)) * steps)
+            if target > done[0]:
+                bar.label = f"{label}: {step_label}"
+                bar.update(target - done[0])
+                done[0] = target
+
+        yield advance
+
+
+@app.command()
+def calibrate(
+    device: Annotated[str, typer.Option(help="cpu, or cuda for the first CUDA GPU.")] = "cpu",
+    out: Annotated[Path, typer.Option(help="YAML profile to write (same schema as the shipped profiles).")] = Path("measured_profile.yaml"),
+    quick: Annotated[bool, typer.Option(help="Smaller, faster microbenchmarks.")] = False,
+) -> None:
+    """Measure this device (GEMM peak per dtype, streaming bandwidth, call overhead) and write a profile."""
+    from dsasim.validate.calibrate import calibrate_device
+
+    with _progress_bar("calibrating") as progress:
+        data = _run(lambda: calibrate_device(device, out, quick=quick, progress=progress))
+    peaks = ", ".join(f"{dtype} {value:,.3g} TFLOP/s" for dtype, value in data["peak_tflops"].items())
+    typer.echo(f"{data['name']}: {peaks}, memory {data['hbm_bandwidth_tb_per_s'] * 1e3:,.1f} GB/s, "
+               f"call overhead {data['kernel_launch_us']:,.1f} us")
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def validate(
+    out: Annotated[Path, typer.Option(help="Folder for validation.csv, summary.csv and the PNG (created if needed).")] = Path("dsasim-validation"),
+    device: Annotated[str, typer.Option(help="Measure on cpu, or cuda for the first CUDA GPU.")] = "cpu",
+    quick: Annotated[bool, typer.Option(help="A short sweep: under 3 minutes on 2 CPU cores.")] = False,
+    profile: Annotated[Path | None, typer.Option(help="Start from this measured profile instead of measuring one.")] = None,
+    measurements: Annotated[Path | None, typer.Option(help="Folder of published kernel timings (CSV); predict them instead of measuring.")] = None,
+    hardware: Annotated[str, typer.Option(help="With --measurements: the profile to predict them on.")] = "h800",
+) -> None:
+    """Compare the cost model with measured kernel times: this machine's, or published ones."""
+    from dsasim.reports.files import write_csv_atomically
+    from dsasim.reports.tables import summary_table
+    from dsasim.reports.validation_plot import plot_predicted_vs_measured
+
+    if measurements is not None:
+        from dsasim.hardware_profiles import load_profile
+        from dsasim.validate.published import predict_measurements, read_measurements, summarize
+
+        def predict() -> Any:
+            hardware_profile = load_profile(hardware)
+            rows = predict_measurements(read_measurements(measurements), hardware_profile,
+                                        calibrated_on_shipped_rows=hardware_profile.name == "h800")
+            return rows, hardware_profile
+
+        rows, hardware_profile = _run(predict)
+        summary = summarize(rows)
+        write_csv_atomically(out / "validation.csv", rows)
+        write_csv_atomically(out / "summary.csv", summary)
+        plot_predicted_vs_measured(rows, out / "validation.png", f"Published kernel timings predicted on {hardware_profile.name}")
+        typer.echo(summary_table(summary))
+        typer.echo(f"\nwrote {out / 'validation.csv'}, {out / 'summary.csv'} and {out / 'validation.png'}")
+        return
+
+    from dsasim.validate.sweep import run_validation
+
+    with _progress_bar("validating") as progress:
+        result = _run(lambda: run_validation(device, out, quick, profile, progress))
+    typer.echo(summary_table(result.summary))
+    crossover = result.crossover
+    if crossover:
+        typer.echo("\n" + "  ".join(f"{key}={value}" for key, value in crossover.items() if not isinstance(value, list | dict)))
+    written = ", ".join(str(path) for path in result.files.values())
+    typer.echo(f"\nwrote {written}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

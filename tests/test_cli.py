@@ -139,3 +139,25 @@ def test_plan_writes_csv_and_png(tmp_path: Path) -> None:
     table = pd.read_csv(tmp_path / "plan.csv")
     assert (table["memory_used_bytes"] <= table["memory_capacity_bytes"]).all()
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
+
+
+def test_validate_measurements_writes_report(tmp_path: Path) -> None:
+    from dsasim.validate.published import SHIPPED_H800_DIR
+
+    result = runner.invoke(app, ["validate", "--measurements", str(SHIPPED_H800_DIR), "--hardware", "h800",
+                                 "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "report" / "validation.csv")
+    assert {"kernel", "phase", "split", "predicted_s", "measured_s"} <= set(rows.columns)
+    assert len(rows) == 89
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert set(summary["split"]) == {"fit", "test"}
+    assert (tmp_path / "report" / "validation.png").exists()
+
+
+def test_validate_unknown_measurement_format(tmp_path: Path) -> None:
+    (tmp_path / "flash_decoding.csv").write_text("a,latency_us\n1,2\n")
+    result = runner.invoke(app, ["validate", "--measurements", str(tmp_path), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 1
+    assert "unknown format" in result.output
+    assert not (tmp_path / "report" / "validation.csv").exists()
