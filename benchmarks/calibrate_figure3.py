@@ -1,11 +1,11 @@
 """Re-derive the deployment quantities and top-k efficiencies that Figure 3's endpoints set.
 
 Run from the repository root after changing the op model: it prints the values to copy into
-`dsasim/costmodel/deployment.py` (batch per GPU, prefill overlap fraction) and `h800.yaml` (top-k memory
+`dsasim/costmodel/deployment.py` (batch and tokens per GPU) and `h800.yaml` (top-k memory
 fractions), and the endpoint errors with them. Each value is solved by bisection on one endpoint:
 
 - decode batch per GPU of each model: its decode cost at position 0;
-- prefill overlap fraction: DeepSeek-V3.1-Terminus prefill cost at position 0;
+- prefill tokens per GPU of DeepSeek-V3.2-Exp: its prefill cost at position 0;
 - top-k memory fraction (no H800 top-k measurement exists): DeepSeek-V3.2-Exp cost at position 131072.
 """
 
@@ -67,8 +67,9 @@ def main() -> None:
         batch = bisect(lambda b, m=model: cost(m, "decode", 0, h800, batch_per_gpu=max(1, round(b))), 16, 4096,
                        ENDPOINTS[(model, "decode")][0])
         print(f"decode batch_per_gpu {model}: {round(batch)}")
-    overlap = bisect(lambda f: cost(DENSE, "prefill", 0, h800, overlap_fraction=f), 0.0, 1.0, ENDPOINTS[(DENSE, "prefill")][0])
-    print(f"prefill overlap_fraction: {overlap:.3f}")
+    tokens = bisect(lambda t: cost(SPARSE, "prefill", 0, h800, tokens_per_gpu=max(1, round(t))), 128, 16384,
+                    ENDPOINTS[(SPARSE, "prefill")][0])
+    print(f"prefill tokens_per_gpu {SPARSE}: {round(tokens)}")
     for kernel, phase in (("topk_prefill", "prefill"), ("topk_decode", "decode")):
         fraction = bisect(lambda f, k=kernel, p=phase: cost(SPARSE, p, LAST_POSITION, with_memory_fraction(h800, k, f)),
                           0.02, 1.0, ENDPOINTS[(SPARSE, phase)][1])

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from dsasim.costmodel.dtypes import DTYPE_BYTES, LATENT_CACHE_FORMATS
+from dsasim.costmodel.dtypes import LATENT_CACHE_FORMATS
 from dsasim.costmodel.specs import ModelSpec
 from dsasim.errors import DeploymentError
 
@@ -35,7 +35,7 @@ class Deployment:
     # Context of the requests that share a step: every decode request's context, or the prompt length in
     # prefill. It sets how much attention compute the step's all-to-all can hide behind.
     context_tokens: int = 4096
-    # Fraction of the shorter of compute and all-to-all that the two-micro-batch schedule hides.
+    # Fraction of the step's compute that the all-to-all can hide behind (0: none, 1: all of it).
     overlap_fraction: float = 1.0
     gpus_per_node: int = 8
     attention_tp_gpus: int = 1  # tensor parallelism inside attention (1: pure data parallelism)
@@ -139,13 +139,13 @@ PREFILL_EP_GPUS = 32
 PREFILL_REDUNDANT_EXPERTS = 32  # 256 + 32 = 288 slots, 9 per GPU
 PREFILL_TOKENS_PER_GPU = 16384  # DeepSeek's profiled prefill batch, two micro-batches
 PREFILL_CONTEXT_TOKENS = 4096  # DeepSeek's profiled prompt length
-# Set from Figure 3's V3.1-Terminus prefill endpoint at position 0: DeepEP's prefill kernels share the SMs
-# with the compute they overlap, so only part of the all-to-all hides.
+# With two micro-batches, one micro-batch's all-to-all runs under the other's compute, half of the step's,
+# and DeepEP's prefill kernels occupy SMs while they run, so they cannot also hide under their own.
 PREFILL_OVERLAP_FRACTION = 0.5
-# A DSA prefill writes FP32 indexer logits for every (query, key) pair of a step before top-k reads them;
-# bounding them to 1 GiB per layer against a 131072-token context allows 2048 queries per step.
-DSA_PREFILL_LOGITS_BUDGET_BYTES = 2**30
-DSA_PREFILL_MAX_CONTEXT_TOKENS = 131072
+# A DSA prefill writes FP32 indexer logits for every (query, key) pair of a step before top-k reads them,
+# which bounds its step: set from Figure 3's V3.2-Exp prefill endpoint at position 0, 1024 tokens per GPU,
+# whose logits against a 131072-token context take 0.5 GiB per layer.
+DSA_PREFILL_TOKENS_PER_GPU = 1024
 DECODE_EP_GPUS = 128  # DeepSeek serves at EP144 and profiled at EP128: 2 routed experts per GPU
 # Mean context of the requests sharing a decode step: a batch spread evenly over Figure 3's 0-128K range.
 DECODE_CONTEXT_TOKENS = 65536
@@ -163,9 +163,7 @@ def default_deployment(spec: ModelSpec, phase: str) -> Deployment:
     mtp_tokens = 1 if spec.num_nextn_predict_layers > 0 else 0
     latent_format = "fp8" if spec.uses_dsa else "bf16"
     if phase == "prefill":
-        tokens = PREFILL_TOKENS_PER_GPU
-        if spec.uses_dsa:
-            tokens = DSA_PREFILL_LOGITS_BUDGET_BYTES // (DTYPE_BYTES["fp32"] * DSA_PREFILL_MAX_CONTEXT_TOKENS)
+        tokens = DSA_PREFILL_TOKENS_PER_GPU if spec.uses_dsa else PREFILL_TOKENS_PER_GPU
         return Deployment(
             phase="prefill", ep_gpus=PREFILL_EP_GPUS, tokens_per_gpu=tokens, batch_per_gpu=1, micro_batches=2,
             mtp_tokens=mtp_tokens, mtp_acceptance_fraction=MTP_ACCEPTANCE_FRACTION,

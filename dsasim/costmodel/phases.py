@@ -169,10 +169,10 @@ def phase_cost(spec: ModelSpec, hardware: HardwareProfile, deployment: Deploymen
     batch_attention_s = _batch_attention_s(spec, hardware, deployment)
     communication = communication_cost(spec, deployment, hardware)
     if deployment.micro_batches >= 2:
-        # One micro-batch's all-to-all runs while the other computes, its attention included; the schedule
-        # hides overlap_fraction of the shorter of the two.
-        hideable_s = min(communication.total_s, step_compute_s + batch_attention_s)
-        visible_s = communication.total_s - deployment.overlap_fraction * hideable_s
+        # One micro-batch's all-to-all runs while the other computes, attention included; it hides behind
+        # overlap_fraction of the step's compute, and what is left over is visible.
+        hideable_s = deployment.overlap_fraction * (step_compute_s + batch_attention_s)
+        visible_s = max(0.0, communication.total_s - hideable_s)
     else:
         visible_s = communication.total_s
 
