@@ -309,11 +309,11 @@ def check_fits(spec: ModelSpec, hardware: HardwareProfile, deployment: Deploymen
     context = deployment.context_tokens if context_tokens is None else context_tokens
     if deployment.phase == "decode":
         request = f"batch {deployment.batch_per_gpu} per GPU"
-        largest_text = "the largest batch that fits is {}"
+        largest_text = "the largest batch that fits is {0}: pass --batch-per-gpu {0} or less, or a shorter --context"
         smallest = "a batch of 1"
     else:
         request = f"prefill of {deployment.tokens_per_gpu} tokens per GPU"
-        largest_text = "the most tokens per GPU that fit is {}"
+        largest_text = "the most tokens per GPU that fit is {0}: pass --tokens-per-gpu {0} or less"
         smallest = "1 token per GPU"
     largest = max_batch_per_gpu(spec, hardware, deployment, context_tokens)
     if largest > 0:
