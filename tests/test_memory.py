@@ -264,7 +264,7 @@ def test_check_fits_message_says_how_far_over() -> None:
     assert message.startswith("batch 300 per GPU needs ")
     assert "at context 131072 on h800 but 79.6 GiB is available" in message
     assert "GiB over" in message
-    assert message.endswith(f"the largest batch that fits is {largest}")
+    assert f"the largest batch that fits is {largest}: pass --batch-per-gpu {largest} or less" in message
 
 
 def test_check_fits_message_when_weights_alone_overflow(tiny_dense: ModelSpec) -> None:
