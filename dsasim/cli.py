@@ -7,7 +7,6 @@ Heavy libraries (numpy, pandas, matplotlib, torch) are imported inside the comma
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,17 +24,18 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without a "<bool>" placeholder, and no rich import
 )
-hardware_app = typer.Typer(help="List the hardware profiles, or show one.", no_args_is_help=False)
+hardware_app = typer.Typer(help="List the hardware profiles, or show one.", no_args_is_help=False, rich_markup_mode=None)
 app.add_typer(hardware_app, name="hardware")
 
 Result = TypeVar("Result")
 
 # Deployment options shared by curves, breakdown and throughput. None keeps the model's default deployment.
-EpOption = Annotated[int | None, typer.Option("--ep", help="GPUs of one instance; routed experts are spread over them.")]
-TokensOption = Annotated[int | None, typer.Option("--tokens-per-gpu", help="Prefill: prompt tokens per GPU per step, all micro-batches.")]
-BatchOption = Annotated[int | None, typer.Option("--batch-per-gpu", help="Decode: requests per GPU per step, all micro-batches.")]
-ContextOption = Annotated[int | None, typer.Option("--context", help="Context in tokens: prompt length in prefill, each request's context in decode.")]
+EpOption = Annotated[int | None, typer.Option("--ep", help="GPUs of one instance; routed experts are spread over them. Default: the phase's deployment (prefill 32, decode 128).")]
+TokensOption = Annotated[int | None, typer.Option("--tokens-per-gpu", help="Prefill: prompt tokens per GPU per step, all micro-batches. Default: the model's deployment.")]
+BatchOption = Annotated[int | None, typer.Option("--batch-per-gpu", help="Decode: requests per GPU per step, all micro-batches. Default: the model's deployment.")]
+ContextOption = Annotated[int | None, typer.Option("--context", help="Context in tokens: prompt length in prefill, each request's context in decode. Default: prefill 4096, decode 65536.")]
 MicroBatchesOption = Annotated[int | None, typer.Option("--micro-batches", help="1, or 2 to overlap all-to-all with compute.")]
 MtpTokensOption = Annotated[int | None, typer.Option("--mtp-tokens", help="Extra tokens proposed per decode step by multi-token prediction.")]
 MtpAcceptanceOption = Annotated[float | None, typer.Option("--mtp-acceptance", help="Probability (0-1) that a proposed token is accepted.")]
@@ -66,11 +66,37 @@ def _run(action: Callable[[], Result]) -> Result:
         raise typer.Exit(code=1) from None
 
 
-@contextmanager
-def _logging_to_stderr(verbose: bool) -> Iterator[None]:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    yield
+def _show_version(value: bool) -> None:
+    if value:
+        from dsasim import __version__
+
+        typer.echo(f"dsasim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Cost per token of dense MLA and DeepSeek Sparse Attention serving, from a FLOP/byte model of every op."""
+
+
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+def _warn_beyond_context(models: list[str], tokens: int | None) -> None:
+    """Warn when a position or context lies past a model's max_position_embeddings."""
+    if tokens is None:
+        return
+    from dsasim.costmodel.specs import load_spec
+
+    for model in models:
+        spec = _run(partial(load_spec, model))
+        if tokens > spec.max_position_embeddings:
+            _warn(f"{tokens:,} tokens exceeds {spec.name}'s max_position_embeddings ({spec.max_position_embeddings:,}): "
+                  "the model was not trained that far, and the cost is extrapolated")
 
 
 @app.command()
@@ -85,15 +111,18 @@ def curves(
     context: ContextOption = None, micro_batches: MicroBatchesOption = None, mtp_tokens: MtpTokensOption = None,
     mtp_acceptance: MtpAcceptanceOption = None, redundant_experts: RedundantOption = None, latent_cache: CacheOption = None,
 ) -> None:
-    """Write cost per million tokens against token position, prefill and decode, as CSV and PNG (Figure 3)."""
+    """Write cost per million tokens against token position, prefill and decode, as CSV and PNG (Figure 3).
+
+    Deployment options apply to both phases and every model; left out, each model keeps its own deployment.
+    """
     from dsasim.costmodel.api import cost_curves, curve_features
     from dsasim.costmodel.cost import resolve_price
     from dsasim.hardware_profiles import load_profile
     from dsasim.reports.curves_plot import write_curves_png
-    from dsasim.reports.files import write_csv_atomically
+    from dsasim.reports.files import prepare_output_folder, write_csv_atomically
     from dsasim.reports.tables import curve_summary_table, features_table
 
-    model_names = [name.strip() for name in models.split(",") if name.strip()]
+    model_names = list(dict.fromkeys(name.strip() for name in models.split(",") if name.strip()))
     overrides = _overrides(ep, tokens_per_gpu, batch_per_gpu, context, micro_batches, mtp_tokens, mtp_acceptance,
                            redundant_experts, latent_cache)
 
@@ -104,8 +133,14 @@ def curves(
         return frame, curve_features(frame), price
 
     frame, features, price = _run(compute)
-    csv_path = write_csv_atomically(out / "cost_curves.csv", frame)
-    png_path = write_curves_png(frame, features, out / "cost_curves.png", price)
+    _warn_beyond_context(model_names, max_position)
+
+    def write() -> tuple[Path, Path]:
+        prepare_output_folder(out, ("cost_curves.csv", "cost_curves.png"))
+        png = write_curves_png(frame, features, out / "cost_curves.png", price)
+        return write_csv_atomically(out / "cost_curves.csv", frame), png
+
+    csv_path, png_path = _run(write)
     shown_positions = tuple(sorted({0, max_position // 2, max_position}))
     typer.echo(curve_summary_table(frame, shown_positions))
     typer.echo("")
@@ -132,6 +167,7 @@ def breakdown(
     overrides = _overrides(ep, tokens_per_gpu, batch_per_gpu, context, micro_batches, mtp_tokens, mtp_acceptance,
                            redundant_experts, latent_cache)
     table = _run(lambda: compute_breakdown(model, hardware, phase, position, overrides, usd_per_gpu_hour))
+    _warn_beyond_context([model], position)
     if as_json:
         payload = {"model": model, "hardware": hardware, "phase": phase, "position": position,
                    "seconds_per_token": float(table["seconds_per_token"].sum()),
@@ -148,6 +184,10 @@ def hardware_list(context: typer.Context) -> None:
     """List the shipped hardware profiles."""
     if context.invoked_subcommand is not None:
         return
+    _print_profiles()
+
+
+def _print_profiles() -> None:
     from dsasim.hardware_profiles import list_profiles, load_profile
 
     for name in list_profiles():
@@ -156,6 +196,12 @@ def hardware_list(context: typer.Context) -> None:
         peaks = ", ".join(f"{dtype} {value / 1e12:,.0f}" for dtype, value in profile.peak_flops_per_s.items())
         typer.echo(f"{name:10s} {profile.description} | TFLOP/s: {peaks} | HBM {profile.hbm_bandwidth_bytes_per_s / 1e12:.2f} TB/s, "
                    f"{profile.hbm_capacity_bytes / 2**30:.1f} GiB | {price}")
+
+
+@hardware_app.command("list")
+def hardware_list_command() -> None:
+    """List the shipped hardware profiles (the same as `dsasim hardware`)."""
+    _print_profiles()
 
 
 @hardware_app.command("show")
@@ -195,15 +241,35 @@ def throughput(
         spec = load_spec(model)
         profile = load_profile(hardware)
         price = usd_per_gpu_hour if usd_per_gpu_hour is not None else (profile.price.usd_per_gpu_hour if profile.price else None)
-        return compute_throughput(spec, profile, deployment_for(spec, phase, overrides), price)
+        deployment = deployment_for(spec, phase, overrides)
+        size_given = batch_per_gpu is not None if phase == "decode" else tokens_per_gpu is not None
+        if not size_given:
+            deployment = _fit_default_size(spec, profile, deployment)
+        return compute_throughput(spec, profile, deployment, price)
 
     result = _run(compute)
+    _warn_beyond_context([model], result.deployment.context_tokens)
     for warning in result.warnings:
-        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+        _warn(warning)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
     typer.echo(throughput_text(result))
+
+
+def _fit_default_size(spec: Any, profile: Any, deployment: Any) -> Any:
+    """Shrink a default batch that does not fit memory to the largest that does, and say so on stderr."""
+    from dsasim.costmodel.memory import max_batch_per_gpu
+
+    largest = max_batch_per_gpu(spec, profile, deployment)
+    current = deployment.batch_per_gpu if deployment.phase == "decode" else deployment.tokens_per_gpu
+    if largest <= 0 or current <= largest:
+        return deployment  # fits, or nothing fits and the memory check will say why
+    field = "batch_per_gpu" if deployment.phase == "decode" else "tokens_per_gpu"
+    flag = "--batch-per-gpu" if deployment.phase == "decode" else "--tokens-per-gpu"
+    _warn(f"the default {current} per GPU does not fit {profile.name} at context {deployment.context_tokens:,}; "
+          f"using the largest that fits, {largest} (set {flag} to choose)")
+    return deployment.replace(**{field: largest})
 
 
 @app.command()
@@ -223,7 +289,7 @@ def plan(
     from dsasim.costmodel.specs import load_spec
     from dsasim.errors import InputError
     from dsasim.hardware_profiles import load_profile
-    from dsasim.reports.files import write_csv_atomically
+    from dsasim.reports.files import prepare_output_folder, write_csv_atomically
     from dsasim.reports.pareto_plot import write_pareto_png
     from dsasim.reports.tables import plan_table
 
@@ -232,6 +298,12 @@ def plan(
             raise InputError(f"--phase '{phase}' is invalid: expected one of prefill, decode")
         if context < 1:
             raise InputError(f"--context {context} is invalid: expected a positive number of tokens")
+        if top < 1:
+            raise InputError(f"--top {top} is invalid: expected 1 or more configurations to print")
+        for flag, value in (("--tpot-ms", tpot_ms), ("--ttft-s", ttft_s)):
+            if value is not None and not value > 0:
+                raise InputError(f"{flag} {value} is invalid: expected a positive time")
+        prepare_output_folder(out, ("plan.csv", "pareto.png"))
         spec = load_spec(model)
         profile = load_profile(hardware)
         price = usd_per_gpu_hour if usd_per_gpu_hour is not None else (profile.price.usd_per_gpu_hour if profile.price else None)
@@ -239,13 +311,26 @@ def plan(
         return search_plan(spec, profile, phase, context, tpot_s, ttft_s, price), profile
 
     table, profile = _run(compute)
+    _warn_beyond_context([model], context)
     if table.empty:
-        typer.secho(f"error: no {phase} deployment of {model} fits {profile.name} at context {context:,}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: no {phase} deployment of {model} fits {profile.name} at context {context:,}: "
+                    "try a GPU with more memory or a shorter --context", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
-    csv_path = write_csv_atomically(out / "plan.csv", table)
-    png_path = write_pareto_png(table, out / "pareto.png", f"{model}, {phase} at {context:,} tokens on {profile.name}")
+    meeting = table[table["meets_latency"].astype(bool)]
+    if meeting.empty:
+        latency = "tpot_s" if phase == "decode" else "ttft_s"
+        best = table[latency].min()
+        shown = f"{best * 1e3:,.2f} ms" if phase == "decode" else f"{best:,.3f} s"
+        typer.secho(f"error: none of the {len(table)} feasible configurations meets the latency target; the fastest "
+                    f"reaches {shown}: relax --tpot-ms or --ttft-s", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    title = f"{model}, {phase} at {context:,} tokens on {profile.name}"
+    png_path = _run(lambda: write_pareto_png(table, out / "pareto.png", title))
+    csv_path = _run(lambda: write_csv_atomically(out / "plan.csv", table))
+    if table["usd_per_million_tokens"].isna().all():
+        _warn(f"{profile.name} has no price: configurations are ranked by tokens per second per GPU; pass --usd-per-gpu-hour for costs")
     typer.echo(plan_table(table.head(top)))
-    typer.echo(f"\n{len(table)} feasible configurations; wrote {csv_path} and {png_path}")
+    typer.echo(f"\n{len(meeting)} of {len(table)} feasible configurations meet the target; wrote {csv_path} and {png_path}")
 
 
 @contextmanager
@@ -292,7 +377,7 @@ def validate(
     hardware: Annotated[str, typer.Option(help="With --measurements: the profile to predict them on.")] = "h800",
 ) -> None:
     """Compare the cost model with measured kernel times: this machine's, or published ones."""
-    from dsasim.reports.files import write_csv_atomically
+    from dsasim.reports.files import prepare_output_folder, write_csv_atomically
     from dsasim.reports.tables import summary_table
     from dsasim.reports.validation_plot import plot_predicted_vs_measured
 
@@ -301,6 +386,7 @@ def validate(
         from dsasim.validate.published import predict_measurements, read_measurements, summarize
 
         def predict() -> Any:
+            prepare_output_folder(out, ("validation.csv", "summary.csv", "validation.png"))
             hardware_profile = load_profile(hardware)
             rows = predict_measurements(read_measurements(measurements), hardware_profile,
                                         calibrated_on_shipped_rows=hardware_profile.name == "h800")
@@ -308,9 +394,10 @@ def validate(
 
         rows, hardware_profile = _run(predict)
         summary = summarize(rows)
-        write_csv_atomically(out / "validation.csv", rows)
-        write_csv_atomically(out / "summary.csv", summary)
-        plot_predicted_vs_measured(rows, out / "validation.png", f"Published kernel timings predicted on {hardware_profile.name}")
+        title = f"Published kernel timings predicted on {hardware_profile.name}"
+        _run(lambda: plot_predicted_vs_measured(rows, out / "validation.png", title))
+        _run(lambda: write_csv_atomically(out / "validation.csv", rows))
+        _run(lambda: write_csv_atomically(out / "summary.csv", summary))
         typer.echo(summary_table(summary))
         typer.echo(f"\nwrote {out / 'validation.csv'}, {out / 'summary.csv'} and {out / 'validation.png'}")
         return

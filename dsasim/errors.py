@@ -25,3 +25,7 @@ class MeasurementError(DsasimError):
 
 class InputError(DsasimError):
     """An argument is invalid (a position, a step, a price)."""
+
+
+class OutputError(DsasimError):
+    """An output file or folder cannot be written."""

@@ -161,3 +161,66 @@ def test_validate_unknown_measurement_format(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "unknown format" in result.output
     assert not (tmp_path / "report" / "validation.csv").exists()
+
+
+def test_curves_out_is_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    result = runner.invoke(app, ["curves", "--out", str(target), "--max-position", "1024"])
+    assert result.exit_code == 1
+    assert "is an existing file: pass a folder path to --out" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_curves_png_path_is_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "cost_curves.png").mkdir()
+    result = runner.invoke(app, ["curves", "--out", str(tmp_path), "--max-position", "1024"])
+    assert result.exit_code == 1
+    assert "is an existing folder" in result.output
+    assert not (tmp_path / "cost_curves.csv").exists()
+
+
+def test_curves_duplicate_models_once(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["curves", "--models", "deepseek-v3.2-exp,deepseek-v3.2-exp", "--out", str(tmp_path),
+                                 "--max-position", "1024"])
+    assert result.exit_code == 0, result.output
+    curves = pd.read_csv(tmp_path / "cost_curves.csv")
+    assert not curves.duplicated(["model", "hardware", "phase", "position"]).any()
+
+
+def test_curves_output_readable_by_others(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["curves", "--out", str(tmp_path), "--max-position", "1024"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cost_curves.csv").stat().st_mode & 0o044 == 0o044
+
+
+def test_breakdown_warns_past_trained_context() -> None:
+    result = runner.invoke(app, ["breakdown", "--position", "200000"])
+    assert result.exit_code == 0, result.output
+    assert "exceeds deepseek-v3.2-exp's max_position_embeddings" in result.output
+
+
+def test_throughput_default_batch_shrinks_to_fit() -> None:
+    result = runner.invoke(app, ["throughput", "--phase", "decode", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "using the largest that fits" in result.stderr
+    assert json.loads(result.stdout)["memory"]["total_bytes"] <= json.loads(result.stdout)["memory"]["capacity_bytes"]
+
+
+def test_plan_rejects_nonpositive_target(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", "--tpot-ms", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "--tpot-ms 0.0 is invalid: expected a positive time" in result.output
+
+
+def test_plan_unreachable_target(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", "--context", "131072", "--tpot-ms", "0.001", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "none of the" in result.output
+    assert not (tmp_path / "plan.csv").exists()
+
+
+def test_version_option() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("dsasim ")

@@ -244,7 +244,7 @@ def test_deployment_unknown_override() -> None:
 
 def test_deployment_mtp_acceptance_range() -> None:
     spec = load_spec("deepseek-v3.1-terminus")
-    with pytest.raises(DeploymentError, match="mtp_acceptance=1.5 is invalid"):
+    with pytest.raises(DeploymentError, match="MTP acceptance \\(--mtp-acceptance\\) 1.5 is invalid"):
         deployment_for(spec, "decode", {"mtp_acceptance_fraction": 1.5})
 
 

@@ -55,7 +55,7 @@ def test_subset_folder_ignores_other_files(tmp_path: Path) -> None:
 
 def test_unknown_format_lists_known(tmp_path: Path) -> None:
     (tmp_path / "flash_decoding.csv").write_text("a,latency_us\n1,2\n")
-    with pytest.raises(MeasurementError, match="unknown format: the file name must be one of gemm_fp8.csv"):
+    with pytest.raises(MeasurementError, match="unknown format: the file name says which kernel it holds, so rename it to one of gemm_fp8.csv"):
         read_measurements(tmp_path)
 
 
@@ -99,3 +99,16 @@ def test_sparse_decode_call_executes_topk_slots() -> None:
     assert op.flops_per_call[0] == 64 * 2048 * 278_528
     # each slot gathers one 656-byte FP8 latent entry
     assert op.bytes_per_call[0] == 64 * 2048 * 656
+
+
+def test_header_only_csv_rejected(tmp_path: Path) -> None:
+    (tmp_path / "gemm_fp8.csv").write_text("m,k,n,latency_us\n")
+    with pytest.raises(MeasurementError, match="has no rows"):
+        read_measurements(tmp_path)
+
+
+def test_measurement_path_is_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "gemm_fp8.csv"
+    path.write_text("m,k,n,latency_us\n1,2,3,4\n")
+    with pytest.raises(MeasurementError, match="is a file: pass the folder"):
+        read_measurements(path)

@@ -33,9 +33,15 @@ def deployment_for(spec: ModelSpec, phase: str, overrides: Mapping[str, object] 
     """The model's default deployment for `phase` with `overrides` (Deployment field names) applied."""
     deployment = default_deployment(spec, phase)
     if overrides:
-        unknown = sorted(set(overrides) - set(Deployment.__dataclass_fields__))
+        fields = Deployment.__dataclass_fields__
+        unknown = sorted(set(overrides) - set(fields))
         if unknown:
-            raise DeploymentError(f"unknown deployment setting {', '.join(unknown)}")
+            raise DeploymentError(f"unknown deployment setting {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
+        for key, value in overrides.items():
+            expected = type(getattr(deployment, key))
+            numeric_ok = expected is float and isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not numeric_ok and (type(value) is not expected):
+                raise DeploymentError(f"deployment setting {key}={value!r} is invalid: expected a value of type {expected.__name__}")
         deployment = deployment.replace(**{key: value for key, value in overrides.items() if value is not None})
     return deployment.validate(spec)
 
@@ -56,6 +62,11 @@ def cost_curves(models: Sequence[str] = DEFAULT_MODELS, hardware: str | Hardware
                 max_position: int = DEFAULT_MAX_POSITION, step: int = DEFAULT_STEP,
                 overrides: Mapping[str, object] | None = None, usd_per_gpu_hour: float | None = None) -> pd.DataFrame:
     """Cost per million tokens at every position, one row per model, hardware, phase and position."""
+    if isinstance(models, str):
+        models = [models]
+    models = list(dict.fromkeys(models))  # each model once, in the given order
+    if not models:
+        raise InputError("no model given: pass at least one model name or config.json path")
     profile = hardware if isinstance(hardware, HardwareProfile) else load_profile(hardware)
     price = resolve_price(profile, usd_per_gpu_hour)
     positions = curve_positions(max_position, step)

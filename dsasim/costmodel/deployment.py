@@ -86,7 +86,7 @@ class Deployment:
     def validate(self, spec: ModelSpec) -> Deployment:
         """Raise DeploymentError naming the first setting that is invalid for `spec`; return self."""
         if self.phase not in PHASES:
-            raise DeploymentError(f"phase '{self.phase}' is invalid: expected one of {', '.join(PHASES)}")
+            raise DeploymentError(f"phase (--phase) '{self.phase}' is invalid: expected one of {', '.join(PHASES)}")
         _positive("ep_gpus", self.ep_gpus)
         _positive("context_tokens", self.context_tokens)
         _positive("gpus_per_node", self.gpus_per_node)
@@ -96,19 +96,19 @@ class Deployment:
         else:
             _positive("batch_per_gpu", self.batch_per_gpu)
         if self.micro_batches not in (1, 2):
-            raise DeploymentError(f"micro_batches={self.micro_batches} is invalid: expected 1 or 2")
+            raise DeploymentError(f"micro-batches (--micro-batches) {self.micro_batches} is invalid: expected 1 or 2")
         if self.mtp_tokens < 0:
-            raise DeploymentError(f"mtp_tokens={self.mtp_tokens} is invalid: expected 0 or more")
+            raise DeploymentError(f"MTP tokens (--mtp-tokens) {self.mtp_tokens} is invalid: expected 0 or more")
         if self.mtp_tokens > 0 and spec.num_nextn_predict_layers == 0:
-            raise DeploymentError(f"mtp_tokens={self.mtp_tokens} needs a multi-token-prediction layer, and model '{spec.name}' has none (num_nextn_predict_layers=0): use mtp_tokens=0")
+            raise DeploymentError(f"MTP tokens (--mtp-tokens) {self.mtp_tokens} needs a multi-token-prediction layer, and model '{spec.name}' has none (num_nextn_predict_layers=0): use --mtp-tokens 0")
         if not 0.0 <= self.mtp_acceptance_fraction <= 1.0:
-            raise DeploymentError(f"mtp_acceptance={self.mtp_acceptance_fraction} is invalid: expected a fraction from 0 to 1")
+            raise DeploymentError(f"MTP acceptance (--mtp-acceptance) {self.mtp_acceptance_fraction} is invalid: expected a fraction from 0 to 1")
         if not 0.0 <= self.overlap_fraction <= 1.0:
-            raise DeploymentError(f"overlap_fraction={self.overlap_fraction} is invalid: expected a fraction from 0 to 1")
+            raise DeploymentError(f"overlap_fraction {self.overlap_fraction} is invalid: expected a fraction from 0 to 1")
         if self.redundant_experts < 0:
-            raise DeploymentError(f"redundant_experts={self.redundant_experts} is invalid: expected 0 or more")
+            raise DeploymentError(f"redundant experts (--redundant-experts) {self.redundant_experts} is invalid: expected 0 or more")
         if self.latent_cache_format not in LATENT_CACHE_FORMATS:
-            raise DeploymentError(f"latent cache format '{self.latent_cache_format}' is invalid: expected one of {', '.join(LATENT_CACHE_FORMATS)}")
+            raise DeploymentError(f"latent cache format (--latent-cache) '{self.latent_cache_format}' is invalid: expected one of {', '.join(LATENT_CACHE_FORMATS)}")
         if self.step_overhead_s < 0:
             raise DeploymentError(f"step_overhead_s={self.step_overhead_s} is invalid: expected 0 or more")
         slots = self.expert_slots(spec)
@@ -126,9 +126,16 @@ class Deployment:
         return self
 
 
+# The command-line option that sets each Deployment field, for error messages.
+_OPTION_NAMES = {"ep_gpus": "--ep", "tokens_per_gpu": "--tokens-per-gpu", "batch_per_gpu": "--batch-per-gpu",
+                 "context_tokens": "--context"}
+
+
 def _positive(name: str, value: int) -> None:
     if value < 1:
-        raise DeploymentError(f"{name}={value} is invalid: expected a positive integer")
+        option = _OPTION_NAMES.get(name)
+        label = f"{name} ({option})" if option else name
+        raise DeploymentError(f"{label} {value} is invalid: expected a positive integer")
 
 
 # DeepSeek's H800 service as Figure 3 of the DeepSeek-V3.2-Exp paper prices it. Quantities the paper states

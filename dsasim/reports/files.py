@@ -4,27 +4,66 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsasim.errors import OutputError
+
 if TYPE_CHECKING:
     import pandas as pd
+
+# Permission bits for a new file before the umask, as open() would use.
+NEW_FILE_MODE = 0o666
+
+
+def prepare_output_folder(folder: Path, file_names: Sequence[str]) -> Path:
+    """Create `folder` if needed and check that every output file in it can be written.
+
+    Raises OutputError before any output is written, so a bad path leaves nothing half-done.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output folder '{folder}' is an existing file: pass a folder path to --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"output folder '{folder}' could not be created ({error.strerror}): pass a writable --out folder") from error
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"output folder '{folder}' is not writable: pass a writable --out folder")
+    for name in file_names:
+        target = folder / name
+        if target.is_dir():
+            raise OutputError(f"output file '{target}' is an existing folder: remove it or pass another --out folder")
+    return folder
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     """Call `write` on a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    except OSError as error:
+        raise OutputError(f"'{path}' could not be written ({error.strerror}): pass a writable output path") from error
     os.close(handle)
     try:
         write(Path(temporary))
+        os.chmod(temporary, NEW_FILE_MODE & ~_umask())
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise OutputError(f"'{path}' could not be written ({error.strerror}): pass a writable output path") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_text_atomically(path: Path, text: str) -> Path:

@@ -65,7 +65,9 @@ def throughput_text(result: object) -> str:
     lines = [
         f"{data['model']} on {data['hardware']}, {data['phase']}: EP{deployment['ep_gpus']}, "
         + (f"{deployment['batch_per_gpu']} requests per GPU" if data["phase"] == "decode" else f"{deployment['tokens_per_gpu']} tokens per GPU")
-        + f", context {deployment['context_tokens']:,}, {deployment['micro_batches']} micro-batches, MTP {deployment['mtp_tokens']}",
+        + f", context {deployment['context_tokens']:,}, {deployment['micro_batches']} micro-batches, "
+        + (f"MTP {deployment['mtp_tokens']} proposed per step" if data["phase"] == "decode"
+           else ("MTP layer prefilled" if deployment["mtp_tokens"] > 0 else "no MTP layer")),
         f"  tokens per second per GPU   {data['tokens_per_s_per_gpu']:,.0f}",
         f"  tokens per second per user  {data['tokens_per_s_per_user']:,.1f}",
         f"  step time                   {data['step_time_s'] * milliseconds:,.2f} ms",
@@ -79,8 +81,10 @@ def throughput_text(result: object) -> str:
         lines.append(f"  time per output token       {data['tpot_s'] * milliseconds:,.2f} ms")
     if data["ttft_s"] is not None:
         lines.append(f"  time to first token         {data['ttft_s']:,.3f} s")
+    other_bytes = memory["total_bytes"] - memory["weight_bytes"] - memory["kv_cache_bytes"] - memory["runtime_reserve_bytes"]
     lines.append(f"  memory per GPU              {memory['total_bytes'] / gib:,.1f} GiB of {memory['capacity_bytes'] / gib:,.1f} GiB "
-                 f"(weights {memory['weight_bytes'] / gib:,.1f}, cache {memory['kv_cache_bytes'] / gib:,.1f})")
+                 f"(weights {memory['weight_bytes'] / gib:,.1f}, cache {memory['kv_cache_bytes'] / gib:,.1f}, "
+                 f"activations and buffers {other_bytes / gib:,.1f}, runtime reserve {memory['runtime_reserve_bytes'] / gib:,.1f})")
     if data["usd_per_million_tokens"] is not None:
         lines.append(f"  cost                        {data['usd_per_million_tokens']:,.4f} USD per million tokens "
                      f"at {data['usd_per_gpu_hour']:g} USD per GPU-hour")

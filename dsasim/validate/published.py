@@ -67,6 +67,8 @@ FORMATS: dict[str, KernelFormat] = {
 def read_measurements(directory: Path) -> pd.DataFrame:
     """Read every CSV in `directory`; raise MeasurementError for an unknown format or a bad row."""
     directory = Path(directory)
+    if directory.is_file():
+        raise MeasurementError(f"'{directory}' is a file: pass the folder that contains the kernel CSV files")
     if not directory.is_dir():
         raise MeasurementError(f"measurement folder '{directory}' not found: pass a folder of kernel CSV files")
     frames = []
@@ -80,11 +82,14 @@ def read_measurements(directory: Path) -> pd.DataFrame:
 def _read_one(path: Path) -> pd.DataFrame:
     kernel_format = FORMATS.get(path.stem)
     if kernel_format is None:
-        raise MeasurementError(f"'{path}' is in an unknown format: the file name must be one of {', '.join(f'{stem}.csv' for stem in FORMATS)}")
+        raise MeasurementError(f"'{path}' is in an unknown format: the file name says which kernel it holds, so rename it to "
+                               f"one of {', '.join(f'{stem}.csv' for stem in FORMATS)} or move it out of the folder")
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as error:
         raise MeasurementError(f"'{path}' could not be read as CSV: {error}") from error
+    if frame.empty:
+        raise MeasurementError(f"'{path}' has no rows: each row should be one kernel call with its latency_us")
     required = (*kernel_format.shape_columns, "latency_us")
     missing = [column for column in required if column not in frame.columns]
     if missing:
