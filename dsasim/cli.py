@@ -240,7 +240,7 @@ def throughput(
             raise InputError(f"--phase '{phase}' is invalid: expected one of prefill, decode")
         spec = load_spec(model)
         profile = load_profile(hardware)
-        price = usd_per_gpu_hour if usd_per_gpu_hour is not None else (profile.price.usd_per_gpu_hour if profile.price else None)
+        price = _optional_price(profile, usd_per_gpu_hour)
         deployment = deployment_for(spec, phase, overrides)
         size_given = batch_per_gpu is not None if phase == "decode" else tokens_per_gpu is not None
         if not size_given:
@@ -257,14 +257,25 @@ def throughput(
     typer.echo(throughput_text(result))
 
 
+def _optional_price(profile: Any, usd_per_gpu_hour: float | None) -> float | None:
+    """The price given, else the profile's, else None: throughput and plan work without a price."""
+    from dsasim.costmodel.cost import resolve_price
+
+    if usd_per_gpu_hour is not None:
+        return resolve_price(profile, usd_per_gpu_hour)  # checks the value
+    if profile.price is None:
+        return None
+    return float(profile.price.usd_per_gpu_hour)
+
+
 def _fit_default_size(spec: Any, profile: Any, deployment: Any) -> Any:
-    """Shrink a default batch that does not fit memory to the largest that does, and say so on stderr."""
+    """Shrink a default batch that does not fit memory to the largest that does, with a warning on stderr."""
     from dsasim.costmodel.memory import max_batch_per_gpu
 
     largest = max_batch_per_gpu(spec, profile, deployment)
     current = deployment.batch_per_gpu if deployment.phase == "decode" else deployment.tokens_per_gpu
     if largest <= 0 or current <= largest:
-        return deployment  # fits, or nothing fits and the memory check will say why
+        return deployment  # it fits, or nothing fits and the memory check raises the reason
     field = "batch_per_gpu" if deployment.phase == "decode" else "tokens_per_gpu"
     flag = "--batch-per-gpu" if deployment.phase == "decode" else "--tokens-per-gpu"
     _warn(f"the default {current} per GPU does not fit {profile.name} at context {deployment.context_tokens:,}; "
@@ -306,7 +317,7 @@ def plan(
         prepare_output_folder(out, ("plan.csv", "pareto.png"))
         spec = load_spec(model)
         profile = load_profile(hardware)
-        price = usd_per_gpu_hour if usd_per_gpu_hour is not None else (profile.price.usd_per_gpu_hour if profile.price else None)
+        price = _optional_price(profile, usd_per_gpu_hour)
         tpot_s = tpot_ms / 1e3 if tpot_ms is not None else None
         return search_plan(spec, profile, phase, context, tpot_s, ttft_s, price), profile
 

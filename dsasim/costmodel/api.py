@@ -30,7 +30,7 @@ KNEE_MIN_DEVIATION_FRACTION = 0.05
 
 
 def deployment_for(spec: ModelSpec, phase: str, overrides: Mapping[str, object] | None = None) -> Deployment:
-    """The model's default deployment for `phase` with `overrides` (Deployment field names) applied."""
+    """Build the model's default deployment for `phase` with `overrides` (Deployment field names) applied."""
     deployment = default_deployment(spec, phase)
     if overrides:
         fields = Deployment.__dataclass_fields__

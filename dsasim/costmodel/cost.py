@@ -17,7 +17,7 @@ def usd_per_million_tokens(gpu_seconds_per_token: np.ndarray | float, usd_per_gp
 
 
 def resolve_price(hardware: HardwareProfile, usd_per_gpu_hour: float | None) -> float:
-    """The price to use: the one given, else the profile's; raise InputError when neither exists."""
+    """Pick the price per GPU-hour: the one given, else the profile's. Raise InputError when neither exists."""
     if usd_per_gpu_hour is not None:
         if not np.isfinite(usd_per_gpu_hour) or usd_per_gpu_hour <= 0:
             raise InputError(f"--usd-per-gpu-hour {usd_per_gpu_hour} is invalid: expected a positive number of USD")

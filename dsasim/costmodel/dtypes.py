@@ -1,6 +1,6 @@
 """Byte widths of the number formats the model moves, and the cache formats built from them.
 
-This is the one place that knows how many bytes a value takes.
+No other module states how many bytes a value takes.
 """
 
 from __future__ import annotations

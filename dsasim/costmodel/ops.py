@@ -35,7 +35,7 @@ from dsasim.costmodel.specs import ModelSpec
 Scope = Literal["step", "token"]
 
 # Queries that share one HBM read of a key/value tile in a prefill attention kernel: a CTA holds 128
-# queries, and CTAs working on neighbouring query tiles of the same head hit the same tiles in L2.
+# queries, and CTAs working on neighbouring query tiles of the same head read the same tiles from L2.
 # NOTE: an estimate (8 tiles of 128); it only matters where prefill attention nears the memory roof.
 PREFILL_KEY_REUSE_QUERIES = 1024
 SLOT_BLOCK = 0
@@ -72,7 +72,7 @@ def _array(value: float | np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 def gemm_op(name: str, group: str, tokens: float, in_features: int, out_features: int, weight_dtype: str,
           calls: float, positions: np.ndarray, description: str = "", mode: str = "") -> Op:
-    """A GEMM of `tokens` activations against an [in_features, out_features] weight read once per call."""
+    """Build the op of a GEMM: `tokens` activations against an [in_features, out_features] weight read once per call."""
     kernel = "gemm_fp8" if weight_dtype == "fp8" else "gemm_bf16"
     if weight_dtype == "fp8":
         weight_bytes = fp8_weight_bytes(in_features, out_features)

@@ -69,6 +69,6 @@ def indexer_logits_flops(
 def causal_keys_per_query(query_tokens: Number, context_tokens: Number) -> Number:
     """Mean keys per query of a causal block: `query_tokens` queries at the end of `context_tokens` keys.
 
-    Query i (0-based) of the block sees context_tokens - query_tokens + i + 1 keys, itself included.
+    Query i (0-based) of the block attends context_tokens - query_tokens + i + 1 keys, itself included.
     """
     return context_tokens - (query_tokens - 1) / 2
