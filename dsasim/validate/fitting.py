@@ -1,10 +1,12 @@
 """Fit at most two model parameters to measured times, in log space, with numpy only.
 
 Predicted times come from the cost model (roofline maximum or p-norm, plus a fixed overhead), which is
-not linear in an efficiency fraction, so the fit searches instead of solving: a grid over each
-parameter's range, then finer grids around the best point. It minimises the mean of
+not linear in an efficiency fraction, so the fit searches instead of solving. It minimises the mean of
 |log(predicted / measured)|, which weighs a 2x overestimate like a 2x underestimate, whatever the
-row's absolute time. One or two parameters keep a full grid cheap and the fit easy to audit.
+row's absolute time. The search evaluates a grid over each parameter's whole range, then polishes the
+best few grid points with the Nelder-Mead simplex method. A grid alone cannot find the bottom of a long
+diagonal valley, such as the one between an efficiency fraction and a fixed overhead that trade off
+against each other, but a simplex walks along it. One or two parameters keep the grid cheap.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_FIT_PARAMETERS = 2
-# Each refinement keeps this many grid steps on either side of the best point.
-_REFINE_HALF_WIDTH_STEPS = 2
+# Grid points polished by Nelder-Mead; the best polished point wins.
+_POLISHED_STARTS = 3
+_SIMPLEX_MAX_EVALUATIONS = 600
+_SIMPLEX_TOLERANCE = 1e-12  # stop when the simplex's objective values differ by less than this
 
 
 @dataclass(frozen=True)
@@ -66,15 +70,14 @@ def fit_log_space(
     predict: Callable[[Mapping[str, float]], np.ndarray],
     measured: Sequence[float] | np.ndarray,
     parameters: Sequence[FitParameter],
-    grid_points: int = 33,
-    refinements: int = 4,
+    grid_points: int = 41,
 ) -> FitResult:
     """Find the parameter values that minimise the mean |log(predict(values) / measured)|.
 
-    ``predict`` maps {name: value} to one predicted time per measured row. The first grid spans each
-    parameter's whole range with ``grid_points`` values; each of the ``refinements`` that follow spans
-    two grid steps either side of the best point so far, clipped to the range. Raises ValueError for more
-    than two parameters, no parameters, or measured times that are not all positive and finite.
+    ``predict`` maps {name: value} to one predicted time per measured row. The grid spans each
+    parameter's whole range with ``grid_points`` values (log-spaced where ``log_scale``), and the best
+    grid points are polished by Nelder-Mead within the ranges. Raises ValueError for more than two
+    parameters, no parameters, or measured times that are not all positive and finite.
     """
     if not parameters:
         raise ValueError("at least one parameter is needed")
@@ -87,48 +90,100 @@ def fit_log_space(
     if grid_points < 3:
         raise ValueError(f"grid_points must be at least 3, got {grid_points}")
 
-    def objective(values: Mapping[str, float]) -> float:
-        predicted = np.asarray(predict(values), dtype=float)
+    # Search in transformed coordinates: log10 of log-scale parameters, the value itself otherwise.
+    lows = np.array([_to_search(parameter, parameter.lower) for parameter in parameters])
+    highs = np.array([_to_search(parameter, parameter.upper) for parameter in parameters])
+    evaluations = 0
+
+    def objective(point: np.ndarray) -> float:
+        nonlocal evaluations
+        evaluations += 1
+        predicted = np.asarray(predict(_values(parameters, point)), dtype=float)
         if predicted.shape != measured_array.shape:
             raise ValueError(f"predict returned shape {predicted.shape}, expected {measured_array.shape}")
         return float(np.mean(abs_log_errors(predicted, measured_array)))
 
-    bounds = [(parameter.lower, parameter.upper) for parameter in parameters]
-    best_values: dict[str, float] = {}
-    best_error = np.inf
-    evaluations = 0
+    axes = [np.linspace(low, high, grid_points) for low, high in zip(lows, highs, strict=True)]
+    grid = [np.array(point) for point in itertools.product(*axes)]
+    grid_errors = np.array([objective(point) for point in grid])
+    if not np.any(np.isfinite(grid_errors)):
+        raise ValueError("every grid point gave a non-finite prediction; check the parameter ranges")
 
-    for _ in range(refinements + 1):
-        axes = [_grid(parameter, lower, upper, grid_points) for parameter, (lower, upper) in zip(parameters, bounds, strict=True)]
-        for point in itertools.product(*axes):
-            values = {parameter.name: float(value) for parameter, value in zip(parameters, point, strict=True)}
-            error = objective(values)
+    step = (highs - lows) / (grid_points - 1)
+    best_point, best_error = grid[int(np.argmin(grid_errors))], float(np.min(grid_errors))
+    for start in np.argsort(grid_errors, kind="stable")[:_POLISHED_STARTS]:
+        point, error = _nelder_mead(objective, grid[int(start)], 2 * step, lows, highs)
+        if error < best_error:
+            best_point, best_error = point, error
+
+    return FitResult(values=_values(parameters, best_point), mean_abs_log_error=best_error, evaluations=evaluations)
+
+
+def _nelder_mead(objective: Callable[[np.ndarray], float], start: np.ndarray, step: np.ndarray, lows: np.ndarray,
+                 highs: np.ndarray) -> tuple[np.ndarray, float]:
+    """Minimise ``objective`` from ``start`` with the Nelder-Mead simplex, keeping points inside [lows, highs].
+
+    Standard coefficients: reflection 1, expansion 2, contraction 0.5, shrink 0.5. Points outside the
+    box are clipped onto it.
+    """
+    def clipped(point: np.ndarray) -> np.ndarray:
+        return np.clip(point, lows, highs)
+
+    dimensions = len(start)
+    simplex = [clipped(start)]
+    for axis in range(dimensions):
+        vertex = start.copy()
+        # Step towards the side with room, so a start on a range end still gets a non-degenerate simplex.
+        vertex[axis] += step[axis] if start[axis] + step[axis] <= highs[axis] else -step[axis]
+        simplex.append(clipped(vertex))
+    values = [objective(point) for point in simplex]
+    evaluations = len(values)
+
+    while evaluations < _SIMPLEX_MAX_EVALUATIONS:
+        order = np.argsort(values, kind="stable")
+        simplex = [simplex[index] for index in order]
+        values = [values[index] for index in order]
+        if values[-1] - values[0] < _SIMPLEX_TOLERANCE:
+            break
+
+        centroid = np.mean(simplex[:-1], axis=0)
+        reflected = clipped(centroid + (centroid - simplex[-1]))
+        reflected_value = objective(reflected)
+        evaluations += 1
+        if reflected_value < values[0]:
+            expanded = clipped(centroid + 2 * (centroid - simplex[-1]))
+            expanded_value = objective(expanded)
             evaluations += 1
-            if error < best_error:
-                best_error, best_values = error, values
-        if not best_values:
-            raise ValueError("every grid point gave a non-finite prediction; check the parameter ranges")
-        bounds = [
-            _narrowed(parameter, best_values[parameter.name], lower, upper, grid_points)
-            for parameter, (lower, upper) in zip(parameters, bounds, strict=True)
-        ]
+            if expanded_value < reflected_value:
+                simplex[-1], values[-1] = expanded, expanded_value
+            else:
+                simplex[-1], values[-1] = reflected, reflected_value
+        elif reflected_value < values[-2]:
+            simplex[-1], values[-1] = reflected, reflected_value
+        else:
+            contracted = clipped(centroid + 0.5 * (simplex[-1] - centroid))
+            contracted_value = objective(contracted)
+            evaluations += 1
+            if contracted_value < values[-1]:
+                simplex[-1], values[-1] = contracted, contracted_value
+            else:
+                simplex = [simplex[0]] + [clipped(simplex[0] + 0.5 * (point - simplex[0])) for point in simplex[1:]]
+                values = [values[0]] + [objective(point) for point in simplex[1:]]
+                evaluations += dimensions
 
-    return FitResult(values=best_values, mean_abs_log_error=best_error, evaluations=evaluations)
+    best = int(np.argmin(values))
+    return simplex[best], values[best]
 
 
-def _grid(parameter: FitParameter, lower: float, upper: float, points: int) -> np.ndarray:
-    if parameter.log_scale:
-        return np.geomspace(lower, upper, points)
-    return np.linspace(lower, upper, points)
+def _values(parameters: Sequence[FitParameter], point: np.ndarray) -> dict[str, float]:
+    return {parameter.name: _from_search(parameter, float(coordinate))
+            for parameter, coordinate in zip(parameters, point, strict=True)}
 
 
-def _narrowed(parameter: FitParameter, best: float, lower: float, upper: float, points: int) -> tuple[float, float]:
-    """Return a range of a few grid steps around `best`, clipped to the parameter's full range."""
-    half_width = _REFINE_HALF_WIDTH_STEPS
-    if parameter.log_scale:
-        step = (upper / lower) ** (1.0 / (points - 1))
-        new_lower, new_upper = best / step**half_width, best * step**half_width
-    else:
-        step = (upper - lower) / (points - 1)
-        new_lower, new_upper = best - half_width * step, best + half_width * step
-    return max(new_lower, parameter.lower), min(new_upper, parameter.upper)
+def _to_search(parameter: FitParameter, value: float) -> float:
+    return float(np.log10(value)) if parameter.log_scale else value
+
+
+def _from_search(parameter: FitParameter, coordinate: float) -> float:
+    value = float(10.0**coordinate) if parameter.log_scale else float(coordinate)
+    return min(max(value, parameter.lower), parameter.upper)  # undo rounding past the range ends
