@@ -615,7 +615,7 @@ def fit_profile(base_data: Mapping[str, Any], base_profile: HardwareProfile, cas
         entry = dict(data["efficiencies"][kernel_class])
         entry.update({name: _round(value) for name, value in fit.values.items()})
         entry["provenance"] = "fitted"
-        entry["source"] = _fit_source(family, fit_rows, fit.values, fit.mean_abs_log_error)
+        entry["source"] = _fit_source(family, fit_rows, fit.values, fit.mean_abs_log_error, str(base_data["name"]))
         data["efficiencies"][kernel_class] = entry
         logger.info("fitted %s: %s, mean |log error| %.3f", kernel_class, fit.values, fit.mean_abs_log_error)
     return data
@@ -666,7 +666,8 @@ def _single_kernel_class(cases: Sequence[Case]) -> str:
     return classes.pop()
 
 
-def _fit_source(family: str, fit_rows: Sequence[tuple[Case, TimingRecord]], values: Mapping[str, float], error: float) -> str:
+def _fit_source(family: str, fit_rows: Sequence[tuple[Case, TimingRecord]], values: Mapping[str, float], error: float,
+                base_name: str) -> str:
     varied = [name for name in ("tokens", "batch", "context_tokens")
               if len({case.shape.get(name) for case, _ in fit_rows}) > 1]
     shapes = "; ".join(", ".join(f"{name} {case.shape[name]}" for name in varied) for case, _ in fit_rows)
@@ -675,7 +676,7 @@ def _fit_source(family: str, fit_rows: Sequence[tuple[Case, TimingRecord]], valu
     return (
         f"fitted by dsasim validate on {len(fit_rows)} timed {family} rows ({shapes}; float32, {record.device_name}, "
         f"{record.threads} threads, torch {record.torch_version}): {fitted}; mean |log error| {error:.1%}; "
-        "other values from the measured profile"
+        f"other values from profile {base_name}"
     )
 
 
