@@ -413,14 +413,13 @@ def validate(
         typer.echo(f"\nwrote {out / 'validation.csv'}, {out / 'summary.csv'} and {out / 'validation.png'}")
         return
 
-    from dsasim.validate.sweep import run_validation
+    from dsasim.validate.sweep import format_crossover, run_validation
 
     with _progress_bar("validating") as progress:
         result = _run(lambda: run_validation(device, out, quick, profile, progress))
     typer.echo(summary_table(result.summary))
-    crossover = result.crossover
-    if crossover:
-        typer.echo("\n" + "  ".join(f"{key}={value}" for key, value in crossover.items() if not isinstance(value, list | dict)))
+    if result.crossover:
+        typer.echo("\n" + format_crossover(result.crossover))
     written = ", ".join(str(path) for path in result.files.values())
     typer.echo(f"\nwrote {written}")
 

@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from dsasim.costmodel.dtypes import DTYPE_BYTES, latent_cache_bytes_per_token
+from dsasim.costmodel.dtypes import latent_cache_bytes_per_token
 from dsasim.costmodel.ops import (
     Op,
     dense_mqa_op,
@@ -47,11 +47,23 @@ def gemm_call(m: int, k: int, n: int, weight_dtype: str = "fp8") -> Op:
     return gemm_op("gemm", "gemm", m, k, n, weight_dtype, 1.0, _ONE)
 
 
-def mha_prefill_call(spec: ModelSpec, seq_len: int, dtype: str = "bf16") -> Op:
-    """Causal MHA prefill of one sequence: token p executes p earlier keys, S(S-1)/2 pairs in all."""
-    mean_keys = (seq_len - 1) / 2
-    op = mha_attention_op(spec, spec.num_attention_heads, seq_len, np.full(1, mean_keys), 1.0, 1.0)
-    return _scale_element_bytes(op, "bf16", dtype)
+# FP32 passes over the score matrix of an unfused attention kernel: write the scores, read them for the
+# softmax, write the probabilities, read them for P V. NOTE: masking may add one more, uncounted.
+UNFUSED_SCORE_PASSES = 4
+
+
+def mha_prefill_call(spec: ModelSpec, seq_len: int, dtype: str = "bf16", skips_masked: bool = True) -> Op:
+    """Causal MHA prefill of one sequence.
+
+    A kernel that skips masked pairs (FlashAttention) executes p earlier keys for token p, S(S-1)/2 pairs
+    in all, and keeps its scores on chip. A masked dense kernel (``skips_masked=False``, the float32
+    reference) executes all S x S pairs and writes its scores to memory.
+    """
+    if skips_masked:
+        return mha_attention_op(spec, spec.num_attention_heads, seq_len, np.full(1, (seq_len - 1) / 2), 1.0, 1.0,
+                                element_dtype=dtype)
+    return mha_attention_op(spec, spec.num_attention_heads, seq_len, np.full(1, float(seq_len)), 1.0, 1.0,
+                            score_passes=UNFUSED_SCORE_PASSES, element_dtype=dtype)
 
 
 def dense_mqa_decode_call(spec: ModelSpec, batch: int, kv_len: int, queries: int = 1, latent_format: str = "bf16",
@@ -100,9 +112,3 @@ def predict_call_s(op: Op, hardware: HardwareProfile) -> float:
     """Predicted seconds of one call of `op` on `hardware`: roofline time plus the kernel's overhead."""
     rates = kernel_rates(hardware, op.kernel, op.dtype)
     return float(roofline_time_s(op.flops_per_call, op.bytes_per_call, rates)[0] + rates.overhead_s)
-
-
-def _scale_element_bytes(op: Op, built_dtype: str, dtype: str) -> Op:
-    """Recount an op built for `built_dtype` elements in `dtype` elements."""
-    ratio = DTYPE_BYTES[dtype] / DTYPE_BYTES[built_dtype]
-    return dataclasses.replace(op, bytes_per_call=op.bytes_per_call * ratio, dtype=dtype)

@@ -259,13 +259,18 @@ def token_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) ->
 
 
 def mha_attention_op(spec: ModelSpec, heads: int, queries: float, keys: np.ndarray, calls: float,
-                     requests_per_call: float) -> Op:
-    """Causal MHA over decompressed keys: `queries` queries, each executed against `keys` keys on average."""
+                     requests_per_call: float, score_passes: int = 0, element_dtype: str = "bf16") -> Op:
+    """Causal MHA over decompressed keys: `queries` queries, each executed against `keys` keys on average.
+
+    A fused (FlashAttention) kernel keeps its scores on chip; a kernel that writes them to memory passes
+    `score_passes`, the FP32 reads and writes of the [heads, queries, keys] score matrix it makes.
+    """
     keys = np.asarray(keys, dtype=float)
     flops = np.asarray(work.mha_attention_flops(queries * np.ones_like(keys), keys, heads, spec.qk_head_dim, spec.v_head_dim))
     kv_values_per_key = heads * (spec.qk_head_dim + spec.v_head_dim)
-    bytes_moved = queries * keys * kv_values_per_key * DTYPE_BYTES["bf16"] / PREFILL_KEY_REUSE_QUERIES
-    return Op("core_attention_mha", "core_attention", "mha_prefill", "bf16", "token", calls, flops, bytes_moved,
+    bytes_moved = queries * keys * kv_values_per_key * DTYPE_BYTES[element_dtype] / PREFILL_KEY_REUSE_QUERIES
+    bytes_moved = bytes_moved + queries * keys * heads * DTYPE_BYTES["fp32"] * score_passes
+    return Op("core_attention_mha", "core_attention", "mha_prefill", element_dtype, "token", calls, flops, bytes_moved,
               requests_per_call, mode="mha", description="causal MHA over decompressed keys and values")
 
 

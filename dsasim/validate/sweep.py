@@ -447,7 +447,7 @@ def _mha_case(spec: ModelSpec, seq_len: int, split: str, pool: InputPool) -> Cas
         v = torch.randn(seq_len, heads, spec.v_head_dim, generator=generator, device=pool.device)
         return lambda: mha_attention(q, k, v, causal=True)
 
-    op = mha_prefill_call(spec, seq_len, dtype="fp32")
+    op = mha_prefill_call(spec, seq_len, dtype="fp32", skips_masked=False)  # mha_attention masks, it does not skip
     shape = {"tokens": seq_len, "context_tokens": seq_len, "n_heads": heads}
     return Case("mha_prefill", "prefill", split, (op,), shape, build)
 
