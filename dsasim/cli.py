@@ -117,9 +117,9 @@ def curves(
     """
     from dsasim.costmodel.api import cost_curves, curve_features
     from dsasim.costmodel.cost import resolve_price
+    from dsasim.files import prepare_output_folder, write_csv_atomically
     from dsasim.hardware_profiles import load_profile
     from dsasim.reports.curves_plot import write_curves_png
-    from dsasim.reports.files import prepare_output_folder, write_csv_atomically
     from dsasim.reports.tables import curve_summary_table, features_table
 
     model_names = list(dict.fromkeys(name.strip() for name in models.split(",") if name.strip()))
@@ -299,8 +299,8 @@ def plan(
     from dsasim.costmodel.serving import plan as search_plan
     from dsasim.costmodel.specs import load_spec
     from dsasim.errors import InputError
+    from dsasim.files import prepare_output_folder, write_csv_atomically
     from dsasim.hardware_profiles import load_profile
-    from dsasim.reports.files import prepare_output_folder, write_csv_atomically
     from dsasim.reports.pareto_plot import write_pareto_png
     from dsasim.reports.tables import plan_table
 
@@ -388,7 +388,7 @@ def validate(
     hardware: Annotated[str, typer.Option(help="With --measurements: the profile to predict them on.")] = "h800",
 ) -> None:
     """Compare the cost model with measured kernel times: this machine's, or published ones."""
-    from dsasim.reports.files import prepare_output_folder, write_csv_atomically
+    from dsasim.files import prepare_output_folder, write_csv_atomically
     from dsasim.reports.tables import summary_table
     from dsasim.reports.validation_plot import plot_predicted_vs_measured
 
@@ -417,6 +417,8 @@ def validate(
 
     with _progress_bar("validating") as progress:
         result = _run(lambda: run_validation(device, out, quick, profile, progress))
+    plot_title = f"dsasim validate, {device}: {result.fitted_profile.name if result.fitted_profile else device}"
+    result.files["plot"] = _run(lambda: plot_predicted_vs_measured(result.rows, out / "validation.png", plot_title))
     typer.echo(summary_table(result.summary))
     if result.crossover:
         typer.echo("\n" + format_crossover(result.crossover))

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from dsasim.costmodel.kernel_calls import dense_mqa_decode_call, predict_call_s  # noqa: E402
-from dsasim.errors import MeasurementError  # noqa: E402
+from dsasim.errors import MeasurementError, OutputError  # noqa: E402
 from dsasim.hardware_profiles import load_profile  # noqa: E402
 from dsasim.reports.validation_plot import plot_predicted_vs_measured  # noqa: E402
 from dsasim.validate import calibrate, sweep  # noqa: E402
@@ -321,7 +321,7 @@ def test_run_validation_out_is_file(tmp_path: Path) -> None:
     target = tmp_path / "taken"
     target.write_text("x")
 
-    with pytest.raises(MeasurementError, match="is a file"):
+    with pytest.raises(OutputError, match="is an existing file"):
         sweep.run_validation("cpu", target, quick=True, profile_path=None)
 
 
@@ -383,7 +383,7 @@ def test_run_validation_tiny_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
                                   progress=lambda label, fraction: fractions.append(fraction))
 
     out = tmp_path / "out"
-    for name in ("validation.csv", "summary.csv", "crossover.csv", "validation.png", "measured_profile.yaml",
+    for name in ("validation.csv", "summary.csv", "crossover.csv", "measured_profile.yaml",
                  "fitted_profile.yaml"):
         assert (out / name).is_file(), name
     rows = pd.read_csv(out / "validation.csv")

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dsasim.reports.files import write_atomically  # noqa: E402
+from dsasim.files import write_atomically  # noqa: E402
 
 TOKENS_PER_K = 1024
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")

@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dsasim.costmodel.serving import pareto_front
-from dsasim.reports.files import write_atomically
+from dsasim.files import write_atomically
 
 ALL_POINTS_COLOUR = "#7f7f7f"
 FRONT_COLOUR = "#d62728"

@@ -15,7 +15,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from dsasim.reports.files import write_atomically
+from dsasim.files import write_atomically
 
 REQUIRED_COLUMNS = ("kernel", "split", "predicted_s", "measured_s")
 # Relative error bands drawn around the diagonal, the validation targets for test rows.

@@ -55,10 +55,9 @@ from dsasim.costmodel.kernel_calls import (
 from dsasim.costmodel.ops import Op
 from dsasim.costmodel.roofline import kernel_rates
 from dsasim.costmodel.specs import ModelSpec, load_spec
+from dsasim.files import prepare_output_folder, write_csv_atomically
 from dsasim.hardware_profiles import HardwareProfile, load_profile, write_profile_yaml
 from dsasim.hardware_profiles.loader import MICROSECONDS_PER_SECOND
-from dsasim.reports.files import write_csv_atomically
-from dsasim.reports.validation_plot import plot_predicted_vs_measured
 from dsasim.validate.calibrate import (
     Guarded,
     Progress,
@@ -239,7 +238,8 @@ def run_validation(device: str, out_dir: Path, quick: bool, profile_path: Path |
     """
     torch_device = resolve_device(device)
     given_data = None if profile_path is None else _read_profile_data(Path(profile_path), torch_device.type)
-    out_dir = _prepare_out_dir(Path(out_dir))
+    out_dir = prepare_output_folder(Path(out_dir), (MEASURED_PROFILE_YAML, FITTED_PROFILE_YAML, VALIDATION_CSV,
+                                                    SUMMARY_CSV, CROSSOVER_CSV))
     settings = QUICK if quick else FULL
     report = progress or _ignore_progress
     spec = validation_spec()
@@ -282,8 +282,6 @@ def run_validation(device: str, out_dir: Path, quick: bool, profile_path: Path |
     files["validation"] = write_csv_atomically(out_dir / VALIDATION_CSV, rows)
     files["summary"] = write_csv_atomically(out_dir / SUMMARY_CSV, summary)
     files["crossover"] = write_csv_atomically(out_dir / CROSSOVER_CSV, crossover_frame(crossover))
-    files["plot"] = plot_predicted_vs_measured(rows, out_dir / PLOT_PNG,
-                                               title=f"dsasim validate, {device}: {fitted_profile.name}")
     if guard.unsteady_measurements:
         logger.warning("%d measurements were kept although the machine ran slow around them; see speed_fraction "
                        "in %s", guard.unsteady_measurements, VALIDATION_CSV)
@@ -1004,16 +1002,6 @@ def crossover_frame(crossover: Mapping[str, Any]) -> pd.DataFrame:
 
 
 # --- helpers ------------------------------------------------------------------------------------------
-
-
-def _prepare_out_dir(out_dir: Path) -> Path:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise MeasurementError(f"output folder {out_dir} is a file: pass a folder path for --out")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise MeasurementError(f"failed to create output folder {out_dir}: {error.strerror or error}") from error
-    return out_dir
 
 
 def _read_profile_data(path: Path, device_type: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader never sees a half-written output."""
+"""Atomic file writes shared by every layer: a reader never sees a half-written output."""
 
 from __future__ import annotations
 
