@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsasim.costmodel.cost import usd_per_million_tokens as cost_per_million_tokens
 from dsasim.costmodel.deployment import PHASES, Deployment, default_deployment
 from dsasim.costmodel.dtypes import LATENT_CACHE_FORMATS
 from dsasim.costmodel.memory import MemoryUse, check_fits, max_batch_per_gpu, memory_per_gpu
@@ -31,9 +32,6 @@ from dsasim.costmodel.phases import PhaseCost, batch_positions, phase_cost
 from dsasim.costmodel.specs import ModelSpec
 from dsasim.errors import DeploymentError
 from dsasim.hardware_profiles.profile import HardwareProfile
-
-SECONDS_PER_HOUR = 3600.0
-TOKENS_PER_MILLION = 1e6
 
 
 @dataclass(frozen=True)
@@ -162,7 +160,7 @@ def _evaluate(spec: ModelSpec, hardware: HardwareProfile, deployment: Deployment
 
     usd_per_million_tokens = None
     if usd_per_gpu_hour is not None:
-        usd_per_million_tokens = usd_per_gpu_hour * seconds_per_token / SECONDS_PER_HOUR * TOKENS_PER_MILLION
+        usd_per_million_tokens = float(cost_per_million_tokens(seconds_per_token, usd_per_gpu_hour))
 
     return ThroughputResult(
         model=spec.name,

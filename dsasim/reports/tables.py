@@ -11,7 +11,7 @@ PERCENT = 100.0
 
 
 def breakdown_table(table: pd.DataFrame) -> str:
-    """The per-op breakdown in engineer-friendly units, with a total line."""
+    """Format the per-op breakdown in engineer-friendly units, with a total line."""
     shown = pd.DataFrame({
         "op": table["op"],
         "kernel": table["kernel"],
@@ -56,7 +56,7 @@ def summary_table(summary: pd.DataFrame) -> str:
 
 
 def throughput_text(result: object) -> str:
-    """A readable summary of a ``serving.ThroughputResult``."""
+    """Format a ``serving.ThroughputResult`` as readable lines."""
     data = result.to_dict()  # type: ignore[attr-defined]
     deployment = data["deployment"]
     memory = data["memory"]
@@ -94,9 +94,12 @@ def throughput_text(result: object) -> str:
 
 
 def plan_table(table: pd.DataFrame) -> str:
-    """The best rows of a plan, units in the headers."""
+    """Format the best rows of a plan, with units in the headers."""
     batch_column = "batch_per_gpu" if "batch_per_gpu" in table.columns else "tokens_per_gpu"
-    latency_column = "tpot_s" if "tpot_s" in table.columns else "ttft_s"
+    if "tpot_s" in table.columns:
+        latency_header, latency_values = "TPOT (ms)", table["tpot_s"] * 1e3
+    else:
+        latency_header, latency_values = "TTFT (s)", table["ttft_s"]
     shown = pd.DataFrame({
         "EP (GPUs)": table["ep_gpus"],
         "redundant experts": table["redundant_experts"],
@@ -106,7 +109,7 @@ def plan_table(table: pd.DataFrame) -> str:
         "MTP tokens": table["mtp_tokens"],
         "tokens/s/GPU": table["tokens_per_s_per_gpu"],
         "tokens/s/user": table["tokens_per_s_per_user"],
-        ("TPOT (ms)" if latency_column == "tpot_s" else "TTFT (s)"): table[latency_column] * (1e3 if latency_column == "tpot_s" else 1.0),
+        latency_header: latency_values,
         "USD/M tokens": table["usd_per_million_tokens"],
         "memory (GiB)": table["memory_used_bytes"] / 2**30,
         "meets target": table["meets_latency"],
