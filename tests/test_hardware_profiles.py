@@ -386,7 +386,7 @@ def test_load_profile_bad_date(tmp_path: Path) -> None:
     data = h800_data()
     data["price"]["date"] = "2025-13-01"
 
-    assert "price.date: expected an ISO date YYYY-MM-DD" in load_mutated(tmp_path, data)
+    assert "price.date: '2025-13-01' is not an ISO date YYYY-MM-DD" in load_mutated(tmp_path, data)
 
 
 def test_load_profile_empty_source(tmp_path: Path) -> None:

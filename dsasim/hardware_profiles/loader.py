@@ -338,9 +338,9 @@ _CUSTOM_ACTIONS = {
 
 def _type_action(expected: str, value: Any) -> str:
     if isinstance(value, str) and _parses_as_float(value):
-        return (
-            f"write {expected}; YAML 1.1 reads an exponent without a dot and sign as text, so write 1.0e+12"
-        )
+        if "e" in value.lower():
+            return f"write {expected}; YAML 1.1 reads an exponent without a dot and sign as text, so write 1.0e+12"
+        return f"write {expected} without quotes"
     return f"write {expected}"
 
 

@@ -87,7 +87,7 @@ class PriceSpec(StrictModel):
             try:
                 return datetime.date.fromisoformat(value)
             except ValueError:
-                raise PydanticCustomError("iso_date", "expected an ISO date YYYY-MM-DD") from None
+                raise PydanticCustomError("iso_date", "'{value}' is not an ISO date YYYY-MM-DD", {"value": value}) from None
         return value
 
 

@@ -32,7 +32,7 @@ def write_curves_png(curves: pd.DataFrame, features: pd.DataFrame, path: Path, u
                       linewidth=2, label=label)
         _mark_features(axis, features[features["phase"] == phase])
         axis.set_title(PANEL_TITLES[phase])
-        axis.set_xlabel("Token position (K tokens)")
+        axis.set_xlabel("Token position (K tokens, K = 1024)")
         axis.set_ylabel("Cost (USD per million tokens)")
         axis.set_xlim(left=0)
         axis.set_ylim(bottom=0)
