@@ -157,8 +157,12 @@ DECODE_EP_GPUS = 128  # DeepSeek serves at EP144 and profiled at EP128: 2 routed
 # Mean context of the requests sharing a decode step: a batch spread evenly over Figure 3's 0-128K range.
 DECODE_CONTEXT_TOKENS = 65536
 # Decode all-to-all runs over RDMA without occupying SMs, overlapped by the two micro-batches.
+# NOTE: DeepSeek's published V3 decode profile (EP128, 128 requests, 4K context, no MTP) ran 55 ms steps;
+# with the all-to-all fully hidden this model gives 46 ms there, so that service exposed some of it.
 DECODE_OVERLAP_FRACTION = 1.0
 # Requests per GPU, set from Figure 3's decode endpoints at position 0, one per model.
+# NOTE: V3.2's batch is what its endpoint needs when the sparse kernel runs all 2048 slots at position 0.
+# Neither batch fits 80 GB at the 65536-token mean context; the curves do not apply memory capacity.
 DENSE_DECODE_BATCH_PER_GPU = 153
 DSA_DECODE_BATCH_PER_GPU = 744
 
