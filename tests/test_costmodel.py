@@ -329,3 +329,14 @@ def test_figure3_endpoints_within_five_percent(model: str, phase: str) -> None:
     at_zero, at_128k = FIGURE3_ENDPOINTS[(model, phase)]
     assert rows[0] == pytest.approx(at_zero, rel=0.05)
     assert rows[131072] == pytest.approx(at_128k, rel=0.05)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_cost_independent_of_other_positions(model: str, phase: str) -> None:
+    spec = load_spec(model)
+    deployment = default_deployment(spec, phase)
+    hardware = load_profile("h800")
+    alone = phase_cost(spec, hardware, deployment, np.array([131072.0])).seconds_per_token
+    together = phase_cost(spec, hardware, deployment, np.array([0.0, 1024.0, 131072.0])).seconds_per_token
+    assert together[-1] == pytest.approx(alone[0], rel=1e-12)

@@ -140,15 +140,25 @@ def batch_positions(deployment: Deployment) -> np.ndarray:
     return np.linspace(0.0, deployment.context_tokens - 1.0, PREFILL_CONTEXT_SAMPLES)
 
 
-def _batch_attention_s(spec: ModelSpec, hardware: HardwareProfile, deployment: Deployment) -> float:
-    """Seconds per step of every request's own ops, with requests at the deployment's context."""
+def _batch_compute_s(spec: ModelSpec, hardware: HardwareProfile, deployment: Deployment) -> tuple[float, float]:
+    """Seconds of one step's step ops and of its requests' own ops, all requests at the deployment's context.
+
+    Mode-dependent step ops (``wkv_b`` for MHA, the absorption for MQA) count for the share of the step's
+    tokens that run in their mode, so the result does not depend on the positions a caller asks about.
+    """
     positions = batch_positions(deployment)
-    timings = [_time_op(op, hardware, deployment) for op in token_ops(spec, deployment, positions)]
-    timings, _ = _choose_modes(spec, deployment, timings)
-    per_token = np.zeros(positions.shape)
+    ops = step_ops(spec, deployment, positions) + token_ops(spec, deployment, positions)
+    timings, _ = _choose_modes(spec, deployment, [_time_op(op, hardware, deployment) for op in ops])
+    step_per_token = np.zeros(positions.shape)
+    token_per_token = np.zeros(positions.shape)
     for timing in timings:
-        per_token = per_token + np.where(timing.active, timing.seconds_per_token, 0.0)
-    return float(per_token.mean()) * deployment.credited_tokens_per_gpu
+        seconds = np.where(timing.active, timing.seconds_per_token, 0.0)
+        if timing.op.scope == "step":
+            step_per_token = step_per_token + seconds
+        else:
+            token_per_token = token_per_token + seconds
+    credited = deployment.credited_tokens_per_gpu
+    return float(step_per_token.mean()) * credited, float(token_per_token.mean()) * credited
 
 
 def phase_cost(spec: ModelSpec, hardware: HardwareProfile, deployment: Deployment, positions: np.ndarray) -> PhaseCost:
@@ -159,14 +169,7 @@ def phase_cost(spec: ModelSpec, hardware: HardwareProfile, deployment: Deploymen
     timings = [_time_op(op, hardware, deployment) for op in ops]
     timings, mode = _choose_modes(spec, deployment, timings)
 
-    credited = deployment.credited_tokens_per_gpu
-    step_compute_s = 0.0
-    for timing in timings:
-        if timing.op.scope == "step":
-            # Step ops do not vary with position; a mode-dependent one counts where its mode runs at position 0.
-            step_compute_s += float(np.where(timing.active, timing.seconds_per_token, 0.0).flat[0]) * credited
-
-    batch_attention_s = _batch_attention_s(spec, hardware, deployment)
+    step_compute_s, batch_attention_s = _batch_compute_s(spec, hardware, deployment)
     communication = communication_cost(spec, deployment, hardware)
     if deployment.micro_batches >= 2:
         # One micro-batch's all-to-all runs while the other computes, attention included; it hides behind
