@@ -215,7 +215,7 @@ def hardware_show(name: Annotated[str, typer.Argument(help="Profile name or path
 
 @app.command()
 def throughput(
-    model: Annotated[str, typer.Option(help="Model name or path to a config.json.")] = "deepseek-v3.1-terminus",
+    model: Annotated[str, typer.Option(help="Model name or path to a config.json.")] = "deepseek-v3.2-exp",
     hardware: Annotated[str, typer.Option(help="Hardware profile name or path.")] = "h800",
     phase: Annotated[str, typer.Option(help="prefill or decode.")] = "decode",
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on standard output.")] = False,
@@ -278,7 +278,8 @@ def _fit_default_size(spec: Any, profile: Any, deployment: Any) -> Any:
         return deployment  # it fits, or nothing fits and the memory check raises the reason
     field = "batch_per_gpu" if deployment.phase == "decode" else "tokens_per_gpu"
     flag = "--batch-per-gpu" if deployment.phase == "decode" else "--tokens-per-gpu"
-    _warn(f"the default {current} per GPU does not fit {profile.name} at context {deployment.context_tokens:,}; "
+    unit = "requests" if deployment.phase == "decode" else "tokens"
+    _warn(f"the default of {current} {unit} per GPU does not fit {profile.name} at context {deployment.context_tokens:,}; "
           f"using the largest that fits, {largest} (set {flag} to choose)")
     return deployment.replace(**{field: largest})
 
@@ -314,7 +315,7 @@ def plan(
         for flag, value in (("--tpot-ms", tpot_ms), ("--ttft-s", ttft_s)):
             if value is not None and not value > 0:
                 raise InputError(f"{flag} {value} is invalid: expected a positive time")
-        prepare_output_folder(out, ("plan.csv", "pareto.png"))
+        prepare_output_folder(out, ("plan.csv", "pareto.png"), create=False)
         spec = load_spec(model)
         profile = load_profile(hardware)
         price = _optional_price(profile, usd_per_gpu_hour)
@@ -332,8 +333,9 @@ def plan(
         latency = "tpot_s" if phase == "decode" else "ttft_s"
         best = table[latency].min()
         shown = f"{best * 1e3:,.2f} ms" if phase == "decode" else f"{best:,.3f} s"
+        flag = "--tpot-ms" if phase == "decode" else "--ttft-s"
         typer.secho(f"error: none of the {len(table)} feasible configurations meets the latency target; the fastest "
-                    f"reaches {shown}: relax --tpot-ms or --ttft-s", fg=typer.colors.RED, err=True)
+                    f"reaches {shown}: relax {flag}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
     title = f"{model}, {phase} at {context:,} tokens on {profile.name}"
     png_path = _run(lambda: write_pareto_png(table, out / "pareto.png", title))
@@ -341,7 +343,10 @@ def plan(
     if table["usd_per_million_tokens"].isna().all():
         _warn(f"{profile.name} has no price: configurations are ranked by tokens per second per GPU; pass --usd-per-gpu-hour for costs")
     typer.echo(plan_table(table.head(top)))
-    typer.echo(f"\n{len(meeting)} of {len(table)} feasible configurations meet the target; wrote {csv_path} and {png_path}")
+    if tpot_ms is None and ttft_s is None:
+        typer.echo(f"\n{len(table)} feasible configurations (no latency target given); wrote {csv_path} and {png_path}")
+    else:
+        typer.echo(f"\n{len(meeting)} of {len(table)} feasible configurations meet the target; wrote {csv_path} and {png_path}")
 
 
 @contextmanager
@@ -381,13 +386,25 @@ def calibrate(
 @app.command()
 def validate(
     out: Annotated[Path, typer.Option(help="Folder for validation.csv, summary.csv and the PNG (created if needed).")] = Path("dsasim-validation"),
-    device: Annotated[str, typer.Option(help="Measure on cpu, or cuda for the first CUDA GPU.")] = "cpu",
+    device: Annotated[str | None, typer.Option(help="Measure on cpu (the default), or cuda for the first CUDA GPU.")] = None,
     quick: Annotated[bool, typer.Option(help="A short sweep: under 3 minutes on 2 CPU cores.")] = False,
     profile: Annotated[Path | None, typer.Option(help="Start from this measured profile instead of measuring one.")] = None,
     measurements: Annotated[Path | None, typer.Option(help="Folder of published kernel timings (CSV); predict them instead of measuring.")] = None,
-    hardware: Annotated[str, typer.Option(help="With --measurements: the profile to predict them on.")] = "h800",
+    hardware: Annotated[str | None, typer.Option(help="With --measurements: the profile to predict them on (default h800).")] = None,
 ) -> None:
     """Compare the cost model with measured kernel times: this machine's, or published ones."""
+    from dsasim.errors import InputError
+
+    def check_options() -> None:
+        if measurements is not None:
+            given = [flag for flag, value in (("--device", device), ("--profile", profile), ("--quick", quick or None))
+                     if value is not None]
+            if given:
+                raise InputError(f"{', '.join(given)}: only for measuring this machine, not with --measurements; drop them")
+        elif hardware is not None:
+            raise InputError("--hardware applies only with --measurements: drop it, or pass --measurements DIR")
+
+    _run(check_options)
     from dsasim.files import prepare_output_folder, write_csv_atomically
     from dsasim.reports.tables import summary_table
     from dsasim.reports.validation_plot import plot_predicted_vs_measured
@@ -397,8 +414,8 @@ def validate(
         from dsasim.validate.published import predict_measurements, read_measurements, summarize
 
         def predict() -> Any:
-            prepare_output_folder(out, ("validation.csv", "summary.csv", "validation.png"))
-            hardware_profile = load_profile(hardware)
+            prepare_output_folder(out, ("validation.csv", "summary.csv", "validation.png"), create=False)
+            hardware_profile = load_profile(hardware or "h800")
             rows = predict_measurements(read_measurements(measurements), hardware_profile,
                                         calibrated_on_shipped_rows=hardware_profile.name == "h800")
             return rows, hardware_profile
@@ -416,8 +433,8 @@ def validate(
     from dsasim.validate.sweep import format_crossover, run_validation
 
     with _progress_bar("validating") as progress:
-        result = _run(lambda: run_validation(device, out, quick, profile, progress))
-    plot_title = f"dsasim validate, {device}: {result.fitted_profile.name if result.fitted_profile else device}"
+        result = _run(lambda: run_validation(device or "cpu", out, quick, profile, progress))
+    plot_title = f"dsasim validate, {device or 'cpu'}: {result.fitted_profile.name if result.fitted_profile else device}"
     result.files["plot"] = _run(lambda: plot_predicted_vs_measured(result.rows, out / "validation.png", plot_title))
     typer.echo(summary_table(result.summary))
     if result.crossover:

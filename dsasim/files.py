@@ -17,14 +17,25 @@ if TYPE_CHECKING:
 NEW_FILE_MODE = 0o666
 
 
-def prepare_output_folder(folder: Path, file_names: Sequence[str]) -> Path:
-    """Create `folder` if needed and check that every output file in it can be written.
+def prepare_output_folder(folder: Path, file_names: Sequence[str], create: bool = True) -> Path:
+    """Check that every output file in `folder` can be written, and create the folder unless `create` is False.
 
-    Raises OutputError before any output is written, so a bad path leaves nothing half-done.
+    Raises OutputError before any output is written, so a bad path leaves nothing half-done. Commands that
+    can still fail after this check pass ``create=False``, so a failure leaves no empty folder behind.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"output folder '{folder}' is an existing file: pass a folder path to --out")
+    if not create:
+        existing = folder
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise OutputError(f"output folder '{folder}' cannot be created under '{existing}': pass a writable --out folder")
+        for name in file_names:
+            if (folder / name).is_dir():
+                raise OutputError(f"output file '{folder / name}' is an existing folder: remove it or pass another --out folder")
+        return folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

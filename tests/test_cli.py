@@ -224,3 +224,31 @@ def test_version_option() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.startswith("dsasim ")
+
+
+def test_plan_takes_largest_batch_meeting_target(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", "--model", "deepseek-v3.1-terminus", "--hardware", "h200", "--context", "32768",
+                                 "--tpot-ms", "50", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "plan.csv")
+    best = table.iloc[0]
+    assert best["tpot_s"] <= 0.050
+    same = table[(table["ep_gpus"] == best["ep_gpus"]) & (table["micro_batches"] == best["micro_batches"])
+                 & (table["mtp_tokens"] == best["mtp_tokens"]) & (table["latent_cache_format"] == best["latent_cache_format"])
+                 & (table["redundant_experts"] == best["redundant_experts"])]
+    # the next larger batch of the same configuration misses the target or does not fit
+    larger = same[same["batch_per_gpu"] == best["batch_per_gpu"] + 1]
+    assert larger.empty or not bool(larger.iloc[0]["meets_latency"])
+
+
+def test_validate_rejects_device_with_measurements(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", "--measurements", str(tmp_path), "--device", "cuda", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "not with --measurements" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_plan_failure_leaves_no_folder(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", "--phase", "prefill", "--tpot-ms", "50", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert not (tmp_path / "o").exists()

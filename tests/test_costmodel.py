@@ -340,3 +340,10 @@ def test_cost_independent_of_other_positions(model: str, phase: str) -> None:
     alone = phase_cost(spec, hardware, deployment, np.array([131072.0])).seconds_per_token
     together = phase_cost(spec, hardware, deployment, np.array([0.0, 1024.0, 131072.0])).seconds_per_token
     assert together[-1] == pytest.approx(alone[0], rel=1e-12)
+
+
+def test_mtp_acceptance_chains_proposals() -> None:
+    spec = load_spec("deepseek-v3.2-exp")
+    deployment = default_deployment(spec, "decode").replace(mtp_tokens=2, mtp_acceptance_fraction=0.5)
+    # the second proposal counts only when the first was accepted: 1 + 0.5 + 0.25
+    assert deployment.accepted_tokens_per_request == pytest.approx(1.75)

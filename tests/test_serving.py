@@ -267,7 +267,7 @@ def test_plan_prefill_keeps_mtp_and_uses_ttft(tiny_dsa: ModelSpec) -> None:
 def test_plan_wrong_latency_target_raises() -> None:
     spec = load_spec("deepseek-v3.2-exp")
 
-    with pytest.raises(DeploymentError, match="TTFT target applies to prefill"):
+    with pytest.raises(DeploymentError, match="TTFT target \\(--ttft-s\\) applies to prefill"):
         plan(spec, load_profile("h800"), "decode", 4096, tpot_s=None, ttft_s=1.0, usd_per_gpu_hour=2.0)
 
 

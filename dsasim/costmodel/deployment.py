@@ -48,12 +48,15 @@ class Deployment:
 
     @property
     def accepted_tokens_per_request(self) -> float:
-        """Expected tokens one decode request gains per step.
+        """Expected tokens one decode request gains per step: the new token plus the accepted proposals.
 
-        NOTE: with one proposed token this is exact; for several, each is assumed accepted independently,
-        which overstates the gain (a rejection discards the proposals after it).
+        A proposal counts only if every proposal before it was accepted too, each with the same
+        probability a, so n proposals add a + a**2 + ... + a**n.
         """
-        return 1.0 + self.mtp_tokens * self.mtp_acceptance_fraction if self.phase == "decode" else 1.0
+        if self.phase != "decode":
+            return 1.0
+        acceptance = self.mtp_acceptance_fraction
+        return 1.0 + sum(acceptance**index for index in range(1, self.mtp_tokens + 1))
 
     @property
     def query_tokens_per_gpu(self) -> int:
@@ -115,7 +118,7 @@ class Deployment:
         if slots % self.ep_gpus != 0:
             raise DeploymentError(
                 f"EP size {self.ep_gpus} does not divide the {slots} expert slots ({spec.n_routed_experts} routed + "
-                f"{self.redundant_experts} redundant): {slots % self.ep_gpus} slots left over; pick an EP size that divides {slots} or change --redundant-experts"
+                f"{self.redundant_experts} redundant): {slots % self.ep_gpus} {'slot' if slots % self.ep_gpus == 1 else 'slots'} left over; pick an EP size that divides {slots} or change --redundant-experts"
             )
         if self.ep_gpus > self.gpus_per_node and self.ep_gpus % self.gpus_per_node != 0:
             raise DeploymentError(f"EP size {self.ep_gpus} is not a whole number of {self.gpus_per_node}-GPU nodes: use a multiple of {self.gpus_per_node}")

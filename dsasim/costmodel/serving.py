@@ -279,9 +279,9 @@ def plan(spec: ModelSpec, hardware: HardwareProfile, phase: str, context_tokens:
     if phase not in PHASES:
         raise DeploymentError(f"phase '{phase}' is invalid: expected one of {', '.join(PHASES)}")
     if phase == "decode" and ttft_s is not None:
-        raise DeploymentError("a TTFT target applies to prefill: give a TPOT target (tpot_s) for a decode plan")
+        raise DeploymentError("a TTFT target (--ttft-s) applies to prefill: give a TPOT target (--tpot-ms) for a decode plan")
     if phase == "prefill" and tpot_s is not None:
-        raise DeploymentError("a TPOT target applies to decode: give a TTFT target (ttft_s) for a prefill plan")
+        raise DeploymentError("a TPOT target (--tpot-ms) applies to decode: give a TTFT target (--ttft-s) for a prefill plan")
     base = default_deployment(spec, phase) if base is None else base
     if base.phase != phase:
         raise DeploymentError(f"the base deployment is for {base.phase}, but the plan is for {phase}")
@@ -318,19 +318,47 @@ def _plan_batches(spec: ModelSpec, hardware: HardwareProfile, candidate: Deploym
     except DeploymentError:
         return []
 
-    rows: list[dict[str, Any]] = []
-    for batch in batch_grid(candidate.micro_batches, limit):
+    def evaluate(batch: int) -> dict[str, Any]:
         if candidate.phase == "decode":
             deployment = candidate.replace(batch_per_gpu=batch)
         else:
             deployment = candidate.replace(tokens_per_gpu=batch)
         memory = memory_per_gpu(spec, hardware, deployment)
-        try:
-            result = _evaluate(spec, hardware, deployment, usd_per_gpu_hour, memory)
-        except DeploymentError:
-            return rows  # e.g. the profile lacks the interconnect this EP size needs
-        rows.append(_plan_row(result, limit, target_s))
+        return _plan_row(_evaluate(spec, hardware, deployment, usd_per_gpu_hour, memory), limit, target_s)
+
+    rows: list[dict[str, Any]] = []
+    try:
+        for batch in batch_grid(candidate.micro_batches, limit):
+            rows.append(evaluate(batch))
+        rows += _largest_batch_meeting_target(rows, evaluate, candidate.phase)
+    except DeploymentError:
+        return rows  # e.g. the profile lacks the interconnect this EP size needs
     return rows
+
+
+def _largest_batch_meeting_target(rows: list[dict[str, Any]], evaluate: Any, phase: str) -> list[dict[str, Any]]:
+    """Bisect between the last grid batch that meets the latency target and the first that misses it.
+
+    Latency grows with batch, so the largest batch that still meets the target is the cheapest one that
+    does; the geometric grid alone would step over it.
+    """
+    size_column = "batch_per_gpu" if phase == "decode" else "tokens_per_gpu"
+    meeting = [row[size_column] for row in rows if row["meets_latency"]]
+    missing = [row[size_column] for row in rows if not row["meets_latency"]]
+    if not meeting or not missing:
+        return []
+    low = max(meeting)
+    high = min(batch for batch in missing if batch > low) if any(batch > low for batch in missing) else low
+    found: dict[int, dict[str, Any]] = {}
+    while high - low > 1:
+        middle = (low + high) // 2
+        row = evaluate(middle)
+        found[middle] = row
+        if row["meets_latency"]:
+            low = middle
+        else:
+            high = middle
+    return list(found.values())
 
 
 def pareto_front(table: pd.DataFrame) -> pd.DataFrame:
