@@ -188,10 +188,14 @@ def test_curves_duplicate_models_once(tmp_path: Path) -> None:
     assert not curves.duplicated(["model", "hardware", "phase", "position"]).any()
 
 
-def test_curves_output_readable_by_others(tmp_path: Path) -> None:
+def test_curves_output_mode_follows_umask(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
     result = runner.invoke(app, ["curves", "--out", str(tmp_path), "--max-position", "1024"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "cost_curves.csv").stat().st_mode & 0o044 == 0o044
+    assert (tmp_path / "cost_curves.csv").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_breakdown_warns_past_trained_context() -> None:
