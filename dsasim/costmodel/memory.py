@@ -35,6 +35,7 @@ from dsasim.costmodel.dtypes import (
     latent_cache_bytes_per_token,
 )
 from dsasim.costmodel.ops import attention_layers
+from dsasim.costmodel.search import last_true
 from dsasim.costmodel.specs import ModelSpec
 from dsasim.errors import DeploymentError
 from dsasim.hardware_profiles.loader import BYTES_PER_GIB
@@ -286,13 +287,7 @@ def max_batch_per_gpu(spec: ModelSpec, hardware: HardwareProfile, deployment: De
     low, high = 1, 2
     while fits(high):
         low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        if fits(middle):
-            low = middle
-        else:
-            high = middle
-    return low
+    return last_true(fits, low, high)
 
 
 def _gib(value_bytes: float) -> str:

@@ -29,6 +29,7 @@ from dsasim.costmodel.deployment import PHASES, Deployment, default_deployment
 from dsasim.costmodel.dtypes import LATENT_CACHE_FORMATS
 from dsasim.costmodel.memory import MemoryUse, check_fits, max_batch_per_gpu, memory_per_gpu
 from dsasim.costmodel.phases import PhaseCost, batch_positions, phase_cost
+from dsasim.costmodel.search import last_true
 from dsasim.costmodel.specs import ModelSpec
 from dsasim.errors import DeploymentError
 from dsasim.hardware_profiles.profile import HardwareProfile
@@ -348,16 +349,16 @@ def _largest_batch_meeting_target(rows: list[dict[str, Any]], evaluate: Any, pha
     if not meeting or not missing:
         return []
     low = max(meeting)
-    high = min(batch for batch in missing if batch > low) if any(batch > low for batch in missing) else low
+    larger_missing = [batch for batch in missing if batch > low]
+    if not larger_missing:
+        return []
     found: dict[int, dict[str, Any]] = {}
-    while high - low > 1:
-        middle = (low + high) // 2
-        row = evaluate(middle)
-        found[middle] = row
-        if row["meets_latency"]:
-            low = middle
-        else:
-            high = middle
+
+    def meets(batch: int) -> bool:
+        found[batch] = evaluate(batch)
+        return bool(found[batch]["meets_latency"])
+
+    last_true(meets, low, min(larger_missing))
     return list(found.values())
 
 

@@ -54,6 +54,7 @@ from dsasim.costmodel.kernel_calls import (
 )
 from dsasim.costmodel.ops import Op
 from dsasim.costmodel.roofline import kernel_rates
+from dsasim.costmodel.search import last_true
 from dsasim.costmodel.specs import ModelSpec, load_spec
 from dsasim.files import prepare_output_folder, write_csv_atomically
 from dsasim.hardware_profiles import HardwareProfile, load_profile, write_profile_yaml
@@ -708,16 +709,9 @@ def predicted_crossover_tokens(spec: ModelSpec, batch: int, profile: HardwarePro
 
     if not dsa_faster(upper):
         return None
-    lower = 1
-    if dsa_faster(lower):
-        return lower
-    while upper - lower > 1:
-        middle = (lower + upper) // 2
-        if dsa_faster(middle):
-            upper = middle
-        else:
-            lower = middle
-    return upper
+    if dsa_faster(1):
+        return 1
+    return last_true(lambda context: not dsa_faster(context), 1, upper) + 1
 
 
 def crossover_grid(predicted_tokens: float, points: int, span: float, minimum: int) -> list[int]:
