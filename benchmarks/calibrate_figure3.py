@@ -44,7 +44,7 @@ def cost(model: str, phase: str, position: int, hardware: HardwareProfile, **cha
 
 
 def bisect(function: Callable[[float], float], low: float, high: float, target: float, steps: int = 50) -> float:
-    """The x in [low, high] where the monotonic `function` reaches `target`."""
+    """Find the x in [low, high] where the monotonic `function` reaches `target`."""
     increasing = function(high) > function(low)
     for _ in range(steps):
         middle = (low + high) / 2

@@ -225,10 +225,9 @@ def throughput(
     mtp_acceptance: MtpAcceptanceOption = None, redundant_experts: RedundantOption = None, latent_cache: CacheOption = None,
 ) -> None:
     """Print tokens per second per GPU, step time, memory per GPU and cost of one deployment."""
-    from dsasim.costmodel.api import deployment_for
+    from dsasim.costmodel.api import check_phase, deployment_for
     from dsasim.costmodel.serving import throughput as compute_throughput
     from dsasim.costmodel.specs import load_spec
-    from dsasim.errors import InputError
     from dsasim.hardware_profiles import load_profile
     from dsasim.reports.tables import throughput_text
 
@@ -236,8 +235,7 @@ def throughput(
                            redundant_experts, latent_cache)
 
     def compute() -> Any:
-        if phase not in ("prefill", "decode"):
-            raise InputError(f"--phase '{phase}' is invalid: expected one of prefill, decode")
+        check_phase(phase)
         spec = load_spec(model)
         profile = load_profile(hardware)
         price = _optional_price(profile, usd_per_gpu_hour)
@@ -258,7 +256,7 @@ def throughput(
 
 
 def _optional_price(profile: Any, usd_per_gpu_hour: float | None) -> float | None:
-    """The price given, else the profile's, else None: throughput and plan work without a price."""
+    """Pick the price given, else the profile's, else None, because throughput and plan work without a price."""
     from dsasim.costmodel.cost import resolve_price
 
     if usd_per_gpu_hour is not None:
@@ -297,6 +295,7 @@ def plan(
     top: Annotated[int, typer.Option(help="Configurations to print.")] = 5,
 ) -> None:
     """Search EP size, batch, cache format, micro-batches and MTP for the cheapest deployment that fits."""
+    from dsasim.costmodel.api import check_phase
     from dsasim.costmodel.serving import plan as search_plan
     from dsasim.costmodel.specs import load_spec
     from dsasim.errors import InputError
@@ -306,8 +305,7 @@ def plan(
     from dsasim.reports.tables import plan_table
 
     def compute() -> Any:
-        if phase not in ("prefill", "decode"):
-            raise InputError(f"--phase '{phase}' is invalid: expected one of prefill, decode")
+        check_phase(phase)
         if context < 1:
             raise InputError(f"--context {context} is invalid: expected a positive number of tokens")
         if top < 1:
@@ -351,7 +349,7 @@ def plan(
 
 @contextmanager
 def _progress_bar(label: str) -> Iterator[Callable[[str, float], None]]:
-    """A progress bar on stderr, driven by (label, fraction done) callbacks from long library calls."""
+    """Show a progress bar on stderr, driven by (label, fraction done) callbacks from long library calls."""
     steps = 1000
     with typer.progressbar(length=steps, label=label, file=sys.stderr, show_eta=True) as bar:
         done = [0]

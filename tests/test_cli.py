@@ -39,7 +39,8 @@ def test_curves_default_positions(tmp_path: Path) -> None:
 def test_curves_deployment_flags_change_cost(tmp_path: Path) -> None:
     base = runner.invoke(app, ["curves", "--out", str(tmp_path / "a"), "--max-position", "1024"])
     small = runner.invoke(app, ["curves", "--out", str(tmp_path / "b"), "--max-position", "1024", "--batch-per-gpu", "16"])
-    assert base.exit_code == 0 and small.exit_code == 0
+    assert base.exit_code == 0, base.output
+    assert small.exit_code == 0, small.output
     a = pd.read_csv(tmp_path / "a" / "cost_curves.csv")
     b = pd.read_csv(tmp_path / "b" / "cost_curves.csv")
     decode_a = a[a["phase"] == "decode"]["usd_per_million_tokens"].to_numpy()

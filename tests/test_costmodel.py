@@ -167,7 +167,7 @@ def test_step_ops_wq_a_flops_and_bytes(tiny_dense: ModelSpec) -> None:
 def test_routed_experts_flops_balanced(tiny_dense: ModelSpec) -> None:
     ops = {op.name: op for op in step_ops(tiny_dense, _tiny_decode(tiny_dense), np.zeros(1))}
     # 8 tokens x 2 experts each, 64 -> 2 * 32 (gate and up): total over the EP group divided by 4 GPUs,
-    # and each GPU holds 8 / 4 = 2 slots receiving 8 * 4 * 2 / 8 = 8 tokens each.
+    # and each GPU has 8 / 4 = 2 slots receiving 8 * 4 * 2 / 8 = 8 tokens each.
     assert ops["routed_experts_gate_up"].flops_per_call[0] == 2 * 8 * 2 * 64 * 64
     assert ops["routed_experts_gate_up"].calls_per_step == 3  # 4 layers - 1 dense layer
 

@@ -55,7 +55,7 @@ def test_subset_folder_ignores_other_files(tmp_path: Path) -> None:
 
 def test_unknown_format_lists_known(tmp_path: Path) -> None:
     (tmp_path / "flash_decoding.csv").write_text("a,latency_us\n1,2\n")
-    with pytest.raises(MeasurementError, match="unknown format: the file name says which kernel it holds, so rename it to one of gemm_fp8.csv"):
+    with pytest.raises(MeasurementError, match="unknown format: the file name names the kernel it contains, so rename it to one of gemm_fp8.csv"):
         read_measurements(tmp_path)
 
 

@@ -46,6 +46,12 @@ def deployment_for(spec: ModelSpec, phase: str, overrides: Mapping[str, object] 
     return deployment.validate(spec)
 
 
+def check_phase(phase: str) -> None:
+    """Raise InputError unless `phase` is prefill or decode."""
+    if phase not in PHASES:
+        raise InputError(f"--phase '{phase}' is invalid: expected one of {', '.join(PHASES)}")
+
+
 def curve_positions(max_position: int, step: int) -> np.ndarray:
     """Token positions 0, step, 2 step, ... up to and including max_position."""
     if max_position < 0:
@@ -91,8 +97,7 @@ def cost_curves(models: Sequence[str] = DEFAULT_MODELS, hardware: str | Hardware
 def breakdown(model: str, hardware: str | HardwareProfile, phase: str, position: int,
               overrides: Mapping[str, object] | None = None, usd_per_gpu_hour: float | None = None) -> pd.DataFrame:
     """Per-op FLOPs, bytes, time, bound and share of one token's cost at `position`."""
-    if phase not in PHASES:
-        raise InputError(f"--phase '{phase}' is invalid: expected one of {', '.join(PHASES)}")
+    check_phase(phase)
     if position < 0:
         raise InputError(f"--position {position} is invalid: expected 0 or more tokens")
     profile = hardware if isinstance(hardware, HardwareProfile) else load_profile(hardware)

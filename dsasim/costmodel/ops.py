@@ -34,7 +34,7 @@ from dsasim.costmodel.specs import ModelSpec
 
 Scope = Literal["step", "token"]
 
-# Queries that share one HBM read of a key/value tile in a prefill attention kernel: a CTA holds 128
+# Queries that share one HBM read of a key/value tile in a prefill attention kernel: a CTA keeps 128
 # queries, and CTAs working on neighbouring query tiles of the same head read the same tiles from L2.
 # NOTE: an estimate (8 tiles of 128); it only matters where prefill attention nears the memory roof.
 PREFILL_KEY_REUSE_QUERIES = 1024

@@ -341,7 +341,7 @@ def _largest_batch_meeting_target(rows: list[dict[str, Any]], evaluate: Any, pha
     """Bisect between the last grid batch that meets the latency target and the first that misses it.
 
     Latency grows with batch, so the largest batch that still meets the target is the cheapest one that
-    does; the geometric grid alone would step over it.
+    does. The geometric grid alone would step over it.
     """
     size_column = "batch_per_gpu" if phase == "decode" else "tokens_per_gpu"
     meeting = [row[size_column] for row in rows if row["meets_latency"]]

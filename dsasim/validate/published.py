@@ -39,7 +39,7 @@ def _int(row: pd.Series, column: str) -> int:
 
 
 def _cache_format(row: pd.Series, default: str) -> str:
-    """The latent cache format a row states in its kv_dtype column, else the kernel's usual one."""
+    """Return the latent cache format in a row's kv_dtype column, else the kernel's usual one."""
     value = row.get("kv_dtype")
     return str(value) if isinstance(value, str) and value in ("bf16", "fp8") else default
 
@@ -82,7 +82,7 @@ def read_measurements(directory: Path) -> pd.DataFrame:
 def _read_one(path: Path) -> pd.DataFrame:
     kernel_format = FORMATS.get(path.stem)
     if kernel_format is None:
-        raise MeasurementError(f"'{path}' is in an unknown format: the file name says which kernel it holds, so rename it to "
+        raise MeasurementError(f"'{path}' is in an unknown format: the file name names the kernel it contains, so rename it to "
                                f"one of {', '.join(f'{stem}.csv' for stem in FORMATS)} or move it out of the folder")
     try:
         frame = pd.read_csv(path)
