@@ -172,6 +172,32 @@ def test_routed_experts_flops_balanced(tiny_dense: ModelSpec) -> None:
     assert ops["routed_experts_gate_up"].calls_per_step == 3  # 4 layers - 1 dense layer
 
 
+def test_absorption_halves_add_up_to_work(tiny_dense: ModelSpec) -> None:
+    ops = {op.name: op for op in step_ops(tiny_dense, _tiny_decode(tiny_dense), np.zeros(1))}
+    total = ops["absorb_uk"].flops_per_call[0] + ops["absorb_uv"].flops_per_call[0]
+
+    assert total == work.absorption_flops(8, tiny_dense.num_attention_heads, tiny_dense.qk_nope_head_dim,
+                                          tiny_dense.v_head_dim, tiny_dense.kv_lora_rank)
+    assert ops["absorb_uk"].kernel == ops["absorb_uv"].kernel == "gemm_bf16"
+
+
+def test_small_kernels_pay_one_overhead_per_launch(tiny_dsa: ModelSpec) -> None:
+    hardware = load_profile("h800")
+    deployment = _tiny_decode(tiny_dsa)
+    cost = phase_cost(tiny_dsa, hardware, deployment, np.zeros(1))
+    timings = {timing.op.name: timing for timing in cost.timings}
+    launch_s = hardware.efficiencies["elementwise"].overhead_s
+
+    # 5 attention small kernels per layer call, 4 layers, 1 micro-batch, shared by 8 tokens.
+    assert timings["attention_small_kernels"].op.kernels_per_call == 5
+    assert timings["attention_small_kernels"].overhead_seconds_per_token[0] == pytest.approx(5 * launch_s * 4 / 8)
+    # The indexer adds its own: LayerNorm, RoPE, Hadamard rotation, quantisation.
+    assert timings["indexer_small_kernels"].overhead_seconds_per_token[0] == pytest.approx(4 * launch_s * 4 / 8)
+    # 3 MoE layers with 5 each, 1 dense FFN layer with 3.
+    assert timings["moe_small_kernels"].overhead_seconds_per_token[0] == pytest.approx(5 * launch_s * 3 / 8)
+    assert timings["dense_ffn_small_kernels"].overhead_seconds_per_token[0] == pytest.approx(3 * launch_s * 1 / 8)
+
+
 def test_dense_decode_attention_counts(tiny_dense: ModelSpec) -> None:
     positions = np.array([0.0, 10.0])
     (attention,) = token_ops(tiny_dense, _tiny_decode(tiny_dense), positions)

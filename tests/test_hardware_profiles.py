@@ -122,7 +122,7 @@ def test_h800_price_and_efficiencies() -> None:
     assert gemm_fp8.overhead_s == pytest.approx(7e-6)
     assert gemm_fp8.provenance == "fitted"
     assert gemm_bf16.memory_fraction is None
-    assert gemm_bf16.overhead_s == 0.0
+    assert gemm_bf16.overhead_s == pytest.approx(7e-6)
 
 
 def test_a100_fp8_falls_back_to_bf16() -> None:

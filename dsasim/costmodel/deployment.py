@@ -166,8 +166,8 @@ DECODE_OVERLAP_FRACTION = 1.0
 # Requests per GPU, set from Figure 3's decode endpoints at position 0, one per model.
 # NOTE: V3.2's batch is what its endpoint needs when the sparse kernel runs all 2048 slots at position 0.
 # Neither batch fits 80 GB at the 65536-token mean context; the curves do not apply memory capacity.
-DENSE_DECODE_BATCH_PER_GPU = 153
-DSA_DECODE_BATCH_PER_GPU = 744
+DENSE_DECODE_BATCH_PER_GPU = 197
+DSA_DECODE_BATCH_PER_GPU = 1345
 
 
 def default_deployment(spec: ModelSpec, phase: str) -> Deployment:

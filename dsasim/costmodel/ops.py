@@ -39,10 +39,40 @@ Scope = Literal["step", "token"]
 # NOTE: an estimate (8 tiles of 128); it only matters where prefill attention nears the memory roof.
 PREFILL_KEY_REUSE_QUERIES = 1024
 SLOT_BLOCK = 0
-# Hidden-state reads and writes per layer by elementwise kernels: two RMSNorms, two residual adds,
-# the SwiGLU activation and FP8 activation quantisation, each a read or write of one hidden vector.
+# The small kernels of one layer call besides its GEMMs and attention, as DeepSeek's H800 decode profile
+# runs them (one launch each; the kernel class's overhead_us is charged per launch).
+ATTENTION_SMALL_KERNELS = (
+    "input RMSNorm with residual add",
+    "query and key latent RMSNorms",
+    "RoPE of the query and key",
+    "FP8 quantisation of the query latent",
+    "FP8 quantisation of the attention output",
+)
+MOE_SMALL_KERNELS = (
+    "post-attention RMSNorm with residual add",
+    "expert top-k routing",
+    "FP8 quantisation of the FFN input",
+    "shared expert SwiGLU",
+    "routed experts SwiGLU",
+)
+DENSE_FFN_SMALL_KERNELS = (
+    "post-attention RMSNorm with residual add",
+    "FP8 quantisation of the FFN input",
+    "SwiGLU",
+)
+INDEXER_SMALL_KERNELS = (
+    "index key LayerNorm",
+    "RoPE of the index queries and key",
+    "Hadamard rotation of the index queries and key",
+    "FP8 quantisation of the index queries and key",
+)
+# Hidden-state reads and writes per layer by those kernels (norms, residual adds, SwiGLU, quantisation),
+# each a read or write of one hidden vector, split between the attention and the FFN half of the layer.
 # NOTE: an estimate of fused-kernel traffic, not a measured count.
-ELEMENTWISE_HIDDEN_PASSES_PER_LAYER = 10
+ATTENTION_HIDDEN_PASSES = 4
+FFN_HIDDEN_PASSES = 6
+# Index-query reads and writes by the indexer's rotation and quantisation kernels. NOTE: an estimate.
+INDEX_QUERY_PASSES = 4
 
 
 @dataclass(frozen=True)
@@ -62,6 +92,7 @@ class Op:
     flops_per_call: np.ndarray
     bytes_per_call: np.ndarray
     requests_per_call: float = 1.0
+    kernels_per_call: int = 1  # kernel launches the op stands for; each pays its class's fixed overhead
     mode: str = ""  # attention mode for mode-dependent ops ("mha", "sparse_mqa", ...), else ""
     description: str = field(default="", compare=False)
 
@@ -126,7 +157,7 @@ def step_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) -> 
               attn_calls, positions, "key/value down-projection to the cached latent"),
         gemm_op("wkv_b", "attention_projection", attention_tokens, spec.kv_lora_rank, heads * (spec.qk_nope_head_dim + spec.v_head_dim),
               "fp8", attn_calls, positions, "MHA mode: decompress each new token's latent into keys and values", mode="mha"),
-        _absorption(spec, deployment, attention_tokens, heads, attn_calls, positions),
+        *_absorption(spec, attention_tokens, heads, attn_calls, positions),
         gemm_op("wo", "attention_projection", attention_tokens, heads * spec.v_head_dim, hidden, "fp8", attn_calls, positions,
               "attention output projection"),
     ]
@@ -140,7 +171,13 @@ def step_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) -> 
                   "per-head weights of the indexer score"),
         ]
     ops.append(_cache_write(spec, deployment, attention_tokens, attn_calls, positions))
-    ops.append(_elementwise(spec, attention_tokens, attn_calls, positions))
+    ops.append(_small_kernels("attention_small_kernels", "attention_projection", ATTENTION_SMALL_KERNELS,
+                              attention_tokens * spec.hidden_size * DTYPE_BYTES["bf16"] * ATTENTION_HIDDEN_PASSES,
+                              attn_calls, positions))
+    if spec.uses_dsa:
+        ops.append(_small_kernels("indexer_small_kernels", "indexer", INDEXER_SMALL_KERNELS,
+                                  attention_tokens * spec.index_n_heads * spec.index_head_dim * DTYPE_BYTES["bf16"]
+                                  * INDEX_QUERY_PASSES, attn_calls, positions))
 
     slots_per_gpu = deployment.experts_per_gpu(spec)
     slot_tokens = routed_tokens_per_slot(spec, deployment)
@@ -160,6 +197,10 @@ def step_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) -> 
         gemm_op("dense_ffn_down", "dense_ffn", tokens, spec.intermediate_size, hidden, "fp8", dense_calls, positions,
               "dense FFN layers, down projection"),
     ]
+    ffn_bytes = tokens * hidden * DTYPE_BYTES["bf16"] * FFN_HIDDEN_PASSES
+    ops.append(_small_kernels("moe_small_kernels", "moe", MOE_SMALL_KERNELS, ffn_bytes, moe_calls, positions))
+    ops.append(_small_kernels("dense_ffn_small_kernels", "dense_ffn", DENSE_FFN_SMALL_KERNELS, ffn_bytes, dense_calls,
+                              positions))
     ops.append(_embedding(spec, tokens, micro_batches, positions))
     if deployment.phase == "decode":
         # Every query token gets logits to verify proposals, and the MTP module proposes its tokens.
@@ -170,14 +211,27 @@ def step_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) -> 
     return ops
 
 
-def _absorption(spec: ModelSpec, deployment: Deployment, tokens: float, heads: int, calls: float, positions: np.ndarray) -> Op:
-    """MQA mode: W_UK folded into each query and W_UV into each output (BF16 batched matmuls)."""
-    flops = work.absorption_flops(tokens, heads, spec.qk_nope_head_dim, spec.v_head_dim, spec.kv_lora_rank)
-    weight_bytes = heads * spec.kv_lora_rank * (spec.qk_nope_head_dim + spec.v_head_dim) * DTYPE_BYTES["bf16"]
-    activation_bytes = tokens * heads * (spec.qk_nope_head_dim + spec.kv_lora_rank) * 2 * DTYPE_BYTES["bf16"]
-    return Op("absorb_uk_uv", "attention_projection", "gemm_bf16", "bf16", "step", calls, _array(flops, positions),
-              _array(weight_bytes + activation_bytes, positions), mode="mqa",
-              description="MQA mode: W_UK into queries, W_UV into outputs")
+def _absorption(spec: ModelSpec, tokens: float, heads: int, calls: float, positions: np.ndarray) -> list[Op]:
+    """MQA mode: W_UK folded into each query and W_UV into each output, two BF16 batched matmuls.
+
+    Each reads its [heads, head_dim, kv_lora_rank] weight once per call.
+    """
+    query_side = Op("absorb_uk", "attention_projection", "gemm_bf16", "bf16", "step", calls,
+                    _array(work.absorption_flops(tokens, heads, spec.qk_nope_head_dim, 0, spec.kv_lora_rank), positions),
+                    _array(_absorption_bytes(spec, tokens, heads, spec.qk_nope_head_dim), positions), mode="mqa",
+                    description="MQA mode: W_UK folded into the queries")
+    output_side = Op("absorb_uv", "attention_projection", "gemm_bf16", "bf16", "step", calls,
+                     _array(work.absorption_flops(tokens, heads, 0, spec.v_head_dim, spec.kv_lora_rank), positions),
+                     _array(_absorption_bytes(spec, tokens, heads, spec.v_head_dim), positions), mode="mqa",
+                     description="MQA mode: W_UV applied to the latent attention outputs")
+    return [query_side, output_side]
+
+
+def _absorption_bytes(spec: ModelSpec, tokens: float, heads: int, head_dim: int) -> float:
+    """One absorption matmul: its BF16 [heads, head_dim, kv_lora_rank] weight, its input and its output."""
+    weight_bytes = heads * head_dim * spec.kv_lora_rank * DTYPE_BYTES["bf16"]
+    activation_bytes = tokens * heads * (head_dim + spec.kv_lora_rank) * DTYPE_BYTES["bf16"]
+    return weight_bytes + activation_bytes
 
 
 def _grouped_gemm_op(name: str, slot_tokens: float, in_features: int, out_features: int, slots: int, calls: float,
@@ -197,11 +251,11 @@ def _cache_write(spec: ModelSpec, deployment: Deployment, tokens: float, calls: 
               _array(tokens * per_token, positions), description="append new tokens to the latent (and index key) caches")
 
 
-def _elementwise(spec: ModelSpec, tokens: float, calls: float, positions: np.ndarray) -> Op:
-    hidden_bytes = spec.hidden_size * DTYPE_BYTES["bf16"]
-    return Op("norms_residual_activation", "elementwise", "elementwise", "bf16", "step", calls, _array(0.0, positions),
-              _array(tokens * hidden_bytes * ELEMENTWISE_HIDDEN_PASSES_PER_LAYER, positions),
-              description="RMSNorms, residual adds, SwiGLU, FP8 quantisation (estimated traffic)")
+def _small_kernels(name: str, group: str, kernels: tuple[str, ...], bytes_per_call: float, calls: float,
+                   positions: np.ndarray) -> Op:
+    """Memory-bound small kernels of one layer call, as one op: their traffic, and one launch each."""
+    return Op(name, group, "elementwise", "bf16", "step", calls, _array(0.0, positions), _array(bytes_per_call, positions),
+              kernels_per_call=len(kernels), description="; ".join(kernels))
 
 
 def _embedding(spec: ModelSpec, tokens: float, calls: float, positions: np.ndarray) -> Op:

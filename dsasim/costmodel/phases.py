@@ -39,7 +39,8 @@ class OpTiming:
     compute_dtype: str
     flops_per_token: np.ndarray
     bytes_per_token: np.ndarray
-    seconds_per_token: np.ndarray
+    seconds_per_token: np.ndarray  # roofline time plus the fixed per-call overhead
+    overhead_seconds_per_token: np.ndarray  # the fixed per-call part: launches, tails, setup
     compute_seconds_per_token: np.ndarray
     memory_seconds_per_token: np.ndarray
     active: np.ndarray  # bool: the op runs at this position (mode-dependent ops run in one mode only)
@@ -78,7 +79,7 @@ class PhaseCost:
 def _time_op(op: Op, hardware: HardwareProfile, deployment: Deployment) -> OpTiming:
     rates = kernel_rates(hardware, op.kernel, op.dtype)
     per_call_s = roofline_time_s(op.flops_per_call, op.bytes_per_call, rates)
-    overhead_per_call_s = rates.overhead_s / op.requests_per_call
+    overhead_per_call_s = rates.overhead_s * op.kernels_per_call / op.requests_per_call
     if op.scope == "step":
         tokens_sharing = deployment.credited_tokens_per_gpu
     else:
@@ -90,6 +91,7 @@ def _time_op(op: Op, hardware: HardwareProfile, deployment: Deployment) -> OpTim
         flops_per_token=op.flops_per_call * scale,
         bytes_per_token=op.bytes_per_call * scale,
         seconds_per_token=(per_call_s + overhead_per_call_s) * scale,
+        overhead_seconds_per_token=np.broadcast_to(overhead_per_call_s * scale, per_call_s.shape),
         compute_seconds_per_token=op.flops_per_call / rates.flops_per_s * scale,
         memory_seconds_per_token=op.bytes_per_call / rates.bytes_per_s * scale,
         active=np.ones(op.flops_per_call.shape, dtype=bool),

@@ -39,11 +39,13 @@ from dsasim.hardware_profiles.profile import HardwareProfile
 class StepTime:
     """One step on one GPU, split by what bounds it.
 
-    The compute-bound, memory-bound, visible communication and overhead parts add up to the step time.
+    The compute-bound, memory-bound, kernel-overhead, visible communication and step-overhead parts add up
+    to the step time.
     """
 
-    compute_bound_s: float  # ops whose compute time is at least their memory time, per-call overhead included
-    memory_bound_s: float  # the other ops
+    compute_bound_s: float  # roofline time of ops whose compute time is at least their memory time
+    memory_bound_s: float  # roofline time of the other ops
+    kernel_overhead_s: float  # fixed time per kernel call (launch, tail, setup), summed over all calls
     communication_total_s: float  # all-to-all and all-reduce before overlap
     communication_hidden_s: float  # the part the two-micro-batch schedule ran under compute
     communication_visible_s: float
@@ -51,7 +53,8 @@ class StepTime:
 
     @property
     def total_s(self) -> float:
-        return self.compute_bound_s + self.memory_bound_s + self.communication_visible_s + self.overhead_s
+        return (self.compute_bound_s + self.memory_bound_s + self.kernel_overhead_s + self.communication_visible_s
+                + self.overhead_s)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class ThroughputResult:
             "step_time_s": self.step_time_s,
             "compute_bound_s": self.step.compute_bound_s,
             "memory_bound_s": self.step.memory_bound_s,
+            "kernel_overhead_s": self.step.kernel_overhead_s,
             "communication_total_s": self.step.communication_total_s,
             "communication_hidden_s": self.step.communication_hidden_s,
             "communication_visible_s": self.step.communication_visible_s,
@@ -117,16 +121,20 @@ def split_step_time(cost: PhaseCost) -> StepTime:
     credited = cost.deployment.credited_tokens_per_gpu
     compute_bound_s = 0.0
     memory_bound_s = 0.0
+    kernel_overhead_s = 0.0
     for timing in cost.timings:
-        seconds = np.where(timing.active, timing.seconds_per_token, 0.0)
+        overhead = np.where(timing.active, timing.overhead_seconds_per_token, 0.0)
+        roofline = np.where(timing.active, timing.seconds_per_token, 0.0) - overhead
         compute_bound = timing.compute_seconds_per_token >= timing.memory_seconds_per_token
-        compute_bound_s += float(np.where(compute_bound, seconds, 0.0).mean()) * credited
-        memory_bound_s += float(np.where(compute_bound, 0.0, seconds).mean()) * credited
+        compute_bound_s += float(np.where(compute_bound, roofline, 0.0).mean()) * credited
+        memory_bound_s += float(np.where(compute_bound, 0.0, roofline).mean()) * credited
+        kernel_overhead_s += float(overhead.mean()) * credited
 
     total_s = cost.communication.total_s
     return StepTime(
         compute_bound_s=compute_bound_s,
         memory_bound_s=memory_bound_s,
+        kernel_overhead_s=kernel_overhead_s,
         communication_total_s=total_s,
         communication_hidden_s=total_s - cost.visible_communication_s,
         communication_visible_s=cost.visible_communication_s,

@@ -73,6 +73,7 @@ def throughput_text(result: object) -> str:
         f"  step time                   {data['step_time_s'] * milliseconds:,.2f} ms",
         f"    compute-bound ops         {data['compute_bound_s'] * milliseconds:,.2f} ms",
         f"    memory-bound ops          {data['memory_bound_s'] * milliseconds:,.2f} ms",
+        f"    fixed time per kernel     {data['kernel_overhead_s'] * milliseconds:,.2f} ms (launches and tails, all calls)",
         f"    communication visible     {data['communication_visible_s'] * milliseconds:,.2f} ms "
         f"(of {data['communication_total_s'] * milliseconds:,.2f} ms; overlap hid {data['communication_hidden_s'] * milliseconds:,.2f} ms)",
         f"    step overhead             {data['step_overhead_s'] * milliseconds:,.2f} ms",
