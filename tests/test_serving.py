@@ -52,7 +52,7 @@ def test_profiling_conditions_run(model: str, profile) -> None:
 
 
 # DeepSeek's published V3 profiles on H800 (deepseek-ai/profile-data) in tokens per second per GPU, as
-# alibaba/InferSim's README reads them. Nothing in the model is fitted to them; the bound is 15 %.
+# alibaba/InferSim's README reads them. Nothing in the model is fitted to them, and the accepted error is 15 %.
 DEEPSEEK_PROFILE_TOKENS_PER_S_PER_GPU = {"prefill": 7839.0, "decode": 2324.0}
 
 

@@ -153,19 +153,21 @@ PREFILL_CONTEXT_TOKENS = 4096  # DeepSeek's profiled prompt length
 # and DeepEP's prefill kernels occupy SMs while they run, so they cannot also hide under their own.
 PREFILL_OVERLAP_FRACTION = 0.5
 # A DSA prefill writes FP32 indexer logits for every (query, key) pair of a step before top-k reads them,
-# which bounds its step: set from Figure 3's V3.2-Exp prefill endpoint at position 0, 1024 tokens per GPU,
-# whose logits against a 131072-token context take 0.5 GiB per layer.
+# which bounds its step: 1024 tokens per GPU, whose logits against a 131072-token context take 0.5 GiB per
+# layer. Figure 3's V3.2-Exp prefill endpoint at position 0 alone would set it near 1200 (see
+# benchmarks/calibrate_figure3.py); 1024 meets that endpoint within 3 %.
 DSA_PREFILL_TOKENS_PER_GPU = 1024
 DECODE_EP_GPUS = 128  # DeepSeek serves at EP144 and profiled at EP128: 2 routed experts per GPU
 # Mean context of the requests sharing a decode step: a batch spread evenly over Figure 3's 0-128K range.
 DECODE_CONTEXT_TOKENS = 65536
 # Decode all-to-all runs over RDMA without occupying SMs, overlapped by the two micro-batches.
 # NOTE: DeepSeek's published V3 decode profile (EP128, 128 requests, 4K context, no MTP) ran 55 ms steps;
-# with the all-to-all fully hidden this model gives 46 ms there, so that service exposed some of it.
+# with the all-to-all fully hidden this model gives 52 ms there.
 DECODE_OVERLAP_FRACTION = 1.0
 # Requests per GPU, set from Figure 3's decode endpoints at position 0, one per model.
-# NOTE: V3.2's batch is what its endpoint needs when the sparse kernel runs all 2048 slots at position 0.
-# Neither batch fits 80 GB at the 65536-token mean context; the curves do not apply memory capacity.
+# NOTE: V3.2's batch is what its endpoint needs when the sparse kernel runs all 2048 slots at position 0,
+# and the endpoint sets it loosely: near it the cost falls about 0.4 % per 100 requests. Neither batch
+# fits 80 GB at the 65536-token mean context; the curves do not apply memory capacity.
 DENSE_DECODE_BATCH_PER_GPU = 197
 DSA_DECODE_BATCH_PER_GPU = 1345
 

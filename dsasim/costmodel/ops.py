@@ -39,8 +39,8 @@ Scope = Literal["step", "token"]
 # NOTE: an estimate (8 tiles of 128); it only matters where prefill attention nears the memory roof.
 PREFILL_KEY_REUSE_QUERIES = 1024
 SLOT_BLOCK = 0
-# The small kernels of one layer call besides its GEMMs and attention, as DeepSeek's H800 decode profile
-# runs them (one launch each; the kernel class's overhead_us is charged per launch).
+# Small kernels of one layer call besides its GEMMs and attention, as DeepSeek's H800 decode profile runs
+# them. Each is one launch, so each is charged the elementwise class's overhead_us.
 ATTENTION_SMALL_KERNELS = (
     "input RMSNorm with residual add",
     "query and key latent RMSNorms",
@@ -92,7 +92,7 @@ class Op:
     flops_per_call: np.ndarray
     bytes_per_call: np.ndarray
     requests_per_call: float = 1.0
-    kernels_per_call: int = 1  # kernel launches the op stands for; each pays its class's fixed overhead
+    kernels_per_call: int = 1  # kernel launches the op represents, each charged its class's fixed overhead
     mode: str = ""  # attention mode for mode-dependent ops ("mha", "sparse_mqa", ...), else ""
     description: str = field(default="", compare=False)
 
@@ -228,7 +228,7 @@ def _absorption(spec: ModelSpec, tokens: float, heads: int, calls: float, positi
 
 
 def _absorption_bytes(spec: ModelSpec, tokens: float, heads: int, head_dim: int) -> float:
-    """One absorption matmul: its BF16 [heads, head_dim, kv_lora_rank] weight, its input and its output."""
+    """Count the bytes of one absorption matmul: its BF16 [heads, head_dim, kv_lora_rank] weight, input and output."""
     weight_bytes = heads * head_dim * spec.kv_lora_rank * DTYPE_BYTES["bf16"]
     activation_bytes = tokens * heads * (head_dim + spec.kv_lora_rank) * DTYPE_BYTES["bf16"]
     return weight_bytes + activation_bytes
@@ -253,7 +253,7 @@ def _cache_write(spec: ModelSpec, deployment: Deployment, tokens: float, calls: 
 
 def _small_kernels(name: str, group: str, kernels: tuple[str, ...], bytes_per_call: float, calls: float,
                    positions: np.ndarray) -> Op:
-    """Memory-bound small kernels of one layer call, as one op: their traffic, and one launch each."""
+    """Build one op for the memory-bound small kernels of a layer call: their traffic and one launch per kernel."""
     return Op(name, group, "elementwise", "bf16", "step", calls, _array(0.0, positions), _array(bytes_per_call, positions),
               kernels_per_call=len(kernels), description="; ".join(kernels))
 
