@@ -61,19 +61,43 @@ def with_memory_fraction(hardware: HardwareProfile, kernel: str, fraction: float
     return dataclasses.replace(hardware, efficiencies=efficiencies)
 
 
+def solve_decode_batch(model: str, hardware: HardwareProfile) -> int:
+    """Return the decode batch per GPU at which `model` meets its position-0 decode endpoint."""
+    batch = bisect(lambda b: cost(model, "decode", 0, hardware, batch_per_gpu=max(1, round(b))), 16, 8192,
+                   ENDPOINTS[(model, "decode")][0])
+    return round(batch)
+
+
+def solve_topk_fraction(kernel: str, phase: str, hardware: HardwareProfile, **changes: object) -> float:
+    """Return the top-k memory fraction at which DeepSeek-V3.2-Exp meets its 131072-token endpoint of `phase`."""
+    return bisect(lambda f: cost(SPARSE, phase, LAST_POSITION, with_memory_fraction(hardware, kernel, f), **changes),
+                  0.02, 1.0, ENDPOINTS[(SPARSE, phase)][1])
+
+
 def main() -> None:
     h800 = load_profile("h800")
-    for model in (DENSE, SPARSE):
-        batch = bisect(lambda b, m=model: cost(m, "decode", 0, h800, batch_per_gpu=max(1, round(b))), 16, 4096,
-                       ENDPOINTS[(model, "decode")][0])
-        print(f"decode batch_per_gpu {model}: {round(batch)}")
+    print(f"decode batch_per_gpu {DENSE}: {solve_decode_batch(DENSE, h800)}")
+
+    # V3.2's decode batch and its top-k fraction each move the other's endpoint a little, so solve them
+    # in turn until neither changes.
+    hardware = h800
+    batch = solve_decode_batch(SPARSE, hardware)
+    for _ in range(10):
+        fraction = solve_topk_fraction("topk_decode", "decode", hardware, batch_per_gpu=batch)
+        hardware = with_memory_fraction(h800, "topk_decode", fraction)
+        new_batch = solve_decode_batch(SPARSE, hardware)
+        if new_batch == batch:
+            break
+        batch = new_batch
+    print(f"decode batch_per_gpu {SPARSE}: {batch}")
+    print(f"topk_decode memory_fraction: {fraction:.3f}")
+
     tokens = bisect(lambda t: cost(SPARSE, "prefill", 0, h800, tokens_per_gpu=max(1, round(t))), 128, 16384,
                     ENDPOINTS[(SPARSE, "prefill")][0])
-    print(f"prefill tokens_per_gpu {SPARSE}: {round(tokens)}")
-    for kernel, phase in (("topk_prefill", "prefill"), ("topk_decode", "decode")):
-        fraction = bisect(lambda f, k=kernel, p=phase: cost(SPARSE, p, LAST_POSITION, with_memory_fraction(h800, k, f)),
-                          0.02, 1.0, ENDPOINTS[(SPARSE, phase)][1])
-        print(f"{kernel} memory_fraction: {fraction:.3f}")
+    print(f"prefill tokens_per_gpu {SPARSE}: {round(tokens)} (the shipped value is a power of two near it)")
+    print(f"topk_prefill memory_fraction: {solve_topk_fraction('topk_prefill', 'prefill', h800):.3f} "
+          "(with the shipped prefill tokens per GPU)")
+
     print("endpoint errors with the shipped settings (predicted / figure - 1):")
     for (model, phase), (at_zero, at_last) in ENDPOINTS.items():
         errors = (cost(model, phase, 0, h800) / at_zero - 1, cost(model, phase, LAST_POSITION, h800) / at_last - 1)

@@ -6,6 +6,7 @@ Heavy libraries (numpy, pandas, matplotlib, torch) are imported inside the comma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -57,6 +58,15 @@ def _overrides(ep: int | None = None, tokens_per_gpu: int | None = None, batch_p
     return {key: value for key, value in values.items() if value is not None}
 
 
+def _options_text(overrides: dict[str, Any]) -> str:
+    """Format the deployment options that were given as command-line text, for a plot title."""
+    flags = {"ep_gpus": "--ep", "tokens_per_gpu": "--tokens-per-gpu", "batch_per_gpu": "--batch-per-gpu",
+             "context_tokens": "--context", "micro_batches": "--micro-batches", "mtp_tokens": "--mtp-tokens",
+             "mtp_acceptance_fraction": "--mtp-acceptance", "redundant_experts": "--redundant-experts",
+             "latent_cache_format": "--latent-cache"}
+    return " ".join(f"{flags[field]} {value}" for field, value in overrides.items())
+
+
 def _run(action: Callable[[], Result]) -> Result:
     """Run a library call; print a DsasimError as one red line on stderr and exit 1."""
     try:
@@ -84,6 +94,15 @@ def main_options(
 
 def _warn(message: str) -> None:
     typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+def _ignored_size_flags(phase: str, tokens_per_gpu: int | None, batch_per_gpu: int | None) -> list[str]:
+    """List warnings for a step-size option that the chosen phase does not use."""
+    if phase == "prefill" and batch_per_gpu is not None:
+        return ["--batch-per-gpu sets decode requests and is ignored in prefill: set --tokens-per-gpu"]
+    if phase == "decode" and tokens_per_gpu is not None:
+        return ["--tokens-per-gpu sets prefill tokens and is ignored in decode: set --batch-per-gpu"]
+    return []
 
 
 def _warn_beyond_context(models: list[str], tokens: int | None) -> None:
@@ -137,7 +156,7 @@ def curves(
 
     def write() -> tuple[Path, Path]:
         prepare_output_folder(out, ("cost_curves.csv", "cost_curves.png"))
-        png = write_curves_png(frame, features, out / "cost_curves.png", price)
+        png = write_curves_png(frame, features, out / "cost_curves.png", price, _options_text(overrides))
         return write_csv_atomically(out / "cost_curves.csv", frame), png
 
     csv_path, png_path = _run(write)
@@ -168,6 +187,8 @@ def breakdown(
                            redundant_experts, latent_cache)
     table = _run(lambda: compute_breakdown(model, hardware, phase, position, overrides, usd_per_gpu_hour))
     _warn_beyond_context([model], position)
+    for warning in _ignored_size_flags(phase, tokens_per_gpu, batch_per_gpu):
+        _warn(warning)
     if as_json:
         payload = {"model": model, "hardware": hardware, "phase": phase, "position": position,
                    "seconds_per_token": float(table["seconds_per_token"].sum()),
@@ -240,10 +261,13 @@ def throughput(
         profile = load_profile(hardware)
         price = _optional_price(profile, usd_per_gpu_hour)
         deployment = deployment_for(spec, phase, overrides)
+        warnings = _ignored_size_flags(phase, tokens_per_gpu, batch_per_gpu)
         size_given = batch_per_gpu is not None if phase == "decode" else tokens_per_gpu is not None
         if not size_given:
-            deployment = _fit_default_size(spec, profile, deployment)
-        return compute_throughput(spec, profile, deployment, price)
+            deployment, shrunk = _fit_default_size(spec, profile, deployment)
+            warnings += shrunk
+        result = compute_throughput(spec, profile, deployment, price)
+        return dataclasses.replace(result, warnings=tuple(warnings) + result.warnings)
 
     result = _run(compute)
     _warn_beyond_context([model], result.deployment.context_tokens)
@@ -266,20 +290,20 @@ def _optional_price(profile: Any, usd_per_gpu_hour: float | None) -> float | Non
     return float(profile.price.usd_per_gpu_hour)
 
 
-def _fit_default_size(spec: Any, profile: Any, deployment: Any) -> Any:
-    """Shrink a default batch that does not fit memory to the largest that does, with a warning on stderr."""
+def _fit_default_size(spec: Any, profile: Any, deployment: Any) -> tuple[Any, list[str]]:
+    """Shrink a default batch that does not fit memory to the largest that does; return it and the warning."""
     from dsasim.costmodel.memory import max_batch_per_gpu
 
     largest = max_batch_per_gpu(spec, profile, deployment)
     current = deployment.batch_per_gpu if deployment.phase == "decode" else deployment.tokens_per_gpu
     if largest <= 0 or current <= largest:
-        return deployment  # it fits, or nothing fits and the memory check raises the reason
+        return deployment, []  # it fits, or nothing fits and the memory check raises the reason
     field = "batch_per_gpu" if deployment.phase == "decode" else "tokens_per_gpu"
     flag = "--batch-per-gpu" if deployment.phase == "decode" else "--tokens-per-gpu"
     unit = "requests" if deployment.phase == "decode" else "tokens"
-    _warn(f"the default of {current} {unit} per GPU does not fit {profile.name} at context {deployment.context_tokens:,}; "
-          f"using the largest that fits, {largest} (set {flag} to choose)")
-    return deployment.replace(**{field: largest})
+    warning = (f"the default of {current} {unit} per GPU does not fit {profile.name} at context "
+               f"{deployment.context_tokens:,}, so the largest that fits, {largest}, is used (set {flag} to choose)")
+    return deployment.replace(**{field: largest}), [warning]
 
 
 @app.command()
@@ -336,8 +360,13 @@ def plan(
                     f"reaches {shown}: relax {flag}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
     title = f"{model}, {phase} at {context:,} tokens on {profile.name}"
-    png_path = _run(lambda: write_pareto_png(table, out / "pareto.png", title))
     csv_path = _run(lambda: write_csv_atomically(out / "plan.csv", table))
+    target = None
+    if phase == "decode" and tpot_ms is not None:
+        target = 1e3 / tpot_ms  # tokens per second per user at the TPOT limit
+    elif phase == "prefill" and ttft_s is not None:
+        target = context / ttft_s
+    png_path = _run(lambda: write_pareto_png(table, out / "pareto.png", title, target))
     if table["usd_per_million_tokens"].isna().all():
         _warn(f"{profile.name} has no price: configurations are ranked by tokens per second per GPU; pass --usd-per-gpu-hour for costs")
     typer.echo(plan_table(table.head(top)))

@@ -30,7 +30,7 @@ def prepare_output_folder(folder: Path, file_names: Sequence[str], create: bool 
         existing = folder
         while not existing.exists():
             existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
+        if not existing.is_dir() or not _can_create_file_in(existing):
             raise OutputError(f"output folder '{folder}' cannot be created under '{existing}': pass a writable --out folder")
         for name in file_names:
             if (folder / name).is_dir():
@@ -40,13 +40,26 @@ def prepare_output_folder(folder: Path, file_names: Sequence[str], create: bool 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"output folder '{folder}' could not be created ({error.strerror}): pass a writable --out folder") from error
-    if not os.access(folder, os.W_OK):
+    if not _can_create_file_in(folder):
         raise OutputError(f"output folder '{folder}' is not writable: pass a writable --out folder")
     for name in file_names:
         target = folder / name
         if target.is_dir():
             raise OutputError(f"output file '{target}' is an existing folder: remove it or pass another --out folder")
     return folder
+
+
+def _can_create_file_in(folder: Path) -> bool:
+    """Try to create and remove a file in `folder`.
+
+    A real attempt, because os.access returns True for root even on read-only or virtual file systems such as /proc.
+    """
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        return False
+    return True
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:

@@ -208,8 +208,37 @@ def test_breakdown_warns_past_trained_context() -> None:
 def test_throughput_default_batch_shrinks_to_fit() -> None:
     result = runner.invoke(app, ["throughput", "--phase", "decode", "--json"])
     assert result.exit_code == 0, result.output
-    assert "using the largest that fits" in result.stderr
-    assert json.loads(result.stdout)["memory"]["total_bytes"] <= json.loads(result.stdout)["memory"]["capacity_bytes"]
+    payload = json.loads(result.stdout)
+    assert "the largest that fits" in result.stderr
+    assert payload["memory"]["total_bytes"] <= payload["memory"]["capacity_bytes"]
+    assert any("the largest that fits" in warning for warning in payload["warnings"])
+
+
+def test_throughput_warns_ignored_size_flag() -> None:
+    result = runner.invoke(app, ["throughput", "--phase", "prefill", "--batch-per-gpu", "64", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "--batch-per-gpu sets decode requests and is ignored in prefill" in result.stderr
+    assert json.loads(result.stdout)["warnings"]
+
+
+def test_throughput_warns_mtp_beyond_layers() -> None:
+    result = runner.invoke(app, ["throughput", "--mtp-tokens", "3", "--batch-per-gpu", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "exceeds the 1 multi-token-prediction layer" in result.stderr
+
+
+def test_throughput_text_shows_kernel_overheads() -> None:
+    result = runner.invoke(app, ["throughput", "--batch-per-gpu", "8"])
+    assert result.exit_code == 0, result.output
+    assert "fixed kernel overheads" in result.stdout
+
+
+def test_config_json_error_names_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text('{"hidden_size": 7168,\n "name": "unterminated')
+    result = runner.invoke(app, ["breakdown", "--model", str(config)])
+    assert result.exit_code == 1
+    assert "is not valid JSON: Unterminated string starting at (line 2, column 10)" in result.stderr
 
 
 def test_plan_rejects_nonpositive_target(tmp_path: Path) -> None:

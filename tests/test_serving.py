@@ -327,6 +327,12 @@ def test_write_pareto_png(tmp_path: Path) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == ["pareto.png"]
 
 
+def test_write_pareto_png_with_target(tmp_path: Path) -> None:
+    path = write_pareto_png(points(), tmp_path / "pareto.png", "test plan", target_tokens_per_s_per_user=20.0)
+
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
 def test_write_pareto_png_empty_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no rows"):
         write_pareto_png(points().iloc[0:0], tmp_path / "pareto.png", "empty")

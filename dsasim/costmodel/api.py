@@ -129,6 +129,7 @@ def breakdown_frame(cost: PhaseCost) -> pd.DataFrame:
             "flops_per_token": float(timing.flops_per_token[0]),
             "bytes_per_token": float(timing.bytes_per_token[0]),
             "seconds_per_token": float(timing.seconds_per_token[0]),
+            "fixed_seconds_per_token": float(timing.overhead_seconds_per_token[0]),
             "bound": "compute" if compute_s >= memory_s else "memory",
         })
     deployment = cost.deployment
@@ -137,11 +138,13 @@ def breakdown_frame(cost: PhaseCost) -> pd.DataFrame:
     per_layer_bytes = cost.communication.dispatch_bytes_per_token + cost.communication.combine_bytes_per_token
     rows.append({"op": "moe_all_to_all", "group": "communication", "kernel": "", "dtype": "", "scope": "step",
                  "flops_per_token": 0.0, "bytes_per_token": per_layer_bytes * layer_tokens_per_credited,
-                 "seconds_per_token": cost.visible_communication_s / credited, "bound": "network"})
+                 "seconds_per_token": cost.visible_communication_s / credited, "fixed_seconds_per_token": 0.0,
+                 "bound": "network"})
     if cost.step_overhead_s > 0:
         rows.append({"op": "step_overhead", "group": "overhead", "kernel": "", "dtype": "", "scope": "step",
                      "flops_per_token": 0.0, "bytes_per_token": 0.0,
-                     "seconds_per_token": cost.step_overhead_s / credited, "bound": "fixed"})
+                     "seconds_per_token": cost.step_overhead_s / credited,
+                     "fixed_seconds_per_token": cost.step_overhead_s / credited, "bound": "fixed"})
     table = pd.DataFrame(rows)
     total = table["seconds_per_token"].sum()
     table["share_fraction"] = table["seconds_per_token"] / total if total > 0 else 0.0

@@ -168,8 +168,8 @@ DECODE_OVERLAP_FRACTION = 1.0
 # NOTE: V3.2's batch is what its endpoint needs when the sparse kernel runs all 2048 slots at position 0,
 # and the endpoint sets it loosely: near it the cost falls about 0.4 % per 100 requests. Neither batch
 # fits 80 GB at the 65536-token mean context; the curves do not apply memory capacity.
-DENSE_DECODE_BATCH_PER_GPU = 197
-DSA_DECODE_BATCH_PER_GPU = 1345
+DENSE_DECODE_BATCH_PER_GPU = 196
+DSA_DECODE_BATCH_PER_GPU = 1344
 
 
 def default_deployment(spec: ModelSpec, phase: str) -> Deployment:

@@ -183,8 +183,18 @@ def _evaluate(spec: ModelSpec, hardware: HardwareProfile, deployment: Deployment
         memory=memory,
         usd_per_gpu_hour=usd_per_gpu_hour,
         usd_per_million_tokens=usd_per_million_tokens,
-        warnings=memory.warnings,
+        warnings=memory.warnings + _mtp_warnings(spec, deployment),
     )
+
+
+def _mtp_warnings(spec: ModelSpec, deployment: Deployment) -> tuple[str, ...]:
+    """Warn when decode proposes more tokens per step than the model has MTP layers."""
+    layers = spec.num_nextn_predict_layers
+    if deployment.phase != "decode" or deployment.mtp_tokens <= layers:
+        return ()
+    return (f"--mtp-tokens {deployment.mtp_tokens} exceeds the {layers} multi-token-prediction "
+            f"{'layer' if layers == 1 else 'layers'} of {spec.name}: the model charges one MTP pass per step and "
+            "assumes every proposal is accepted with the same probability, so treat the result as an upper bound",)
 
 
 def throughput(spec: ModelSpec, hardware: HardwareProfile, deployment: Deployment, usd_per_gpu_hour: float | None,

@@ -121,7 +121,7 @@ def load_spec(name_or_path: str) -> ModelSpec:
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"model config '{path}' could not be read: {error}") from error
     except json.JSONDecodeError as error:
-        raise SpecError(f"model config '{path}' is not valid JSON: {error.msg} at line {error.lineno}") from error
+        raise SpecError(f"model config '{path}' is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})") from error
     if not isinstance(config, dict):
         raise SpecError(f"model config '{path}' must contain a JSON object, found {type(config).__name__}")
     return spec_from_config(config, name=name, origin=str(path))

@@ -17,8 +17,12 @@ MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b
 PANEL_TITLES = {"prefill": "Prefilling", "decode": "Decoding"}
 
 
-def write_curves_png(curves: pd.DataFrame, features: pd.DataFrame, path: Path, usd_per_gpu_hour: float) -> Path:
-    """Draw one panel per phase, one line per model and hardware, with knees and crossovers marked."""
+def write_curves_png(curves: pd.DataFrame, features: pd.DataFrame, path: Path, usd_per_gpu_hour: float,
+                     deployment_options: str = "") -> Path:
+    """Draw one panel per phase, one line per model and hardware, with knees and crossovers marked.
+
+    `deployment_options` names the options that changed the default deployments; the title shows them.
+    """
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     series = list(curves.groupby(["model", "hardware"], sort=False).groups)
     colours = {key: MODEL_COLOURS[i % len(MODEL_COLOURS)] for i, key in enumerate(series)}
@@ -40,7 +44,10 @@ def write_curves_png(curves: pd.DataFrame, features: pd.DataFrame, path: Path, u
         axis.legend(loc="upper left", fontsize=9)
 
     hardware_names = ", ".join(curves["hardware"].unique())
-    figure.suptitle(f"Cost per million tokens on {hardware_names} at {usd_per_gpu_hour:g} USD per GPU-hour")
+    title = f"Cost per million tokens on {hardware_names} at {usd_per_gpu_hour:g} USD per GPU-hour"
+    if deployment_options:
+        title += f"\ndeployment: each model's default, with {deployment_options}"
+    figure.suptitle(title)
     return write_atomically(Path(path), lambda temporary: _save(figure, temporary))
 
 

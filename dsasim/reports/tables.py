@@ -20,12 +20,14 @@ def breakdown_table(table: pd.DataFrame) -> str:
         "GFLOP/token": table["flops_per_token"] / GIGA,
         "MB/token": table["bytes_per_token"] / MEGA,
         "time (us/token)": table["seconds_per_token"] * MICROSECONDS_PER_SECOND,
+        "of which fixed (us/token)": table["fixed_seconds_per_token"] * MICROSECONDS_PER_SECOND,
         "share (%)": table["share_fraction"] * PERCENT,
         "USD/M tokens": table["usd_per_million_tokens"],
     })
     total = {"op": "total", "kernel": "", "dtype": "", "bound": "",
              "GFLOP/token": shown["GFLOP/token"].sum(), "MB/token": shown["MB/token"].sum(),
-             "time (us/token)": shown["time (us/token)"].sum(), "share (%)": shown["share (%)"].sum(),
+             "time (us/token)": shown["time (us/token)"].sum(),
+             "of which fixed (us/token)": shown["of which fixed (us/token)"].sum(), "share (%)": shown["share (%)"].sum(),
              "USD/M tokens": shown["USD/M tokens"].sum()}
     shown = pd.concat([shown, pd.DataFrame([total])], ignore_index=True)
     return shown.to_string(index=False, float_format=lambda value: f"{value:,.4g}")
@@ -73,7 +75,7 @@ def throughput_text(result: object) -> str:
         f"  step time                   {data['step_time_s'] * milliseconds:,.2f} ms",
         f"    compute-bound ops         {data['compute_bound_s'] * milliseconds:,.2f} ms",
         f"    memory-bound ops          {data['memory_bound_s'] * milliseconds:,.2f} ms",
-        f"    fixed time per kernel     {data['kernel_overhead_s'] * milliseconds:,.2f} ms (launches and tails, all calls)",
+        f"    fixed kernel overheads    {data['kernel_overhead_s'] * milliseconds:,.2f} ms (launch and tail of every kernel call, summed)",
         f"    communication visible     {data['communication_visible_s'] * milliseconds:,.2f} ms "
         f"(of {data['communication_total_s'] * milliseconds:,.2f} ms; overlap hid {data['communication_hidden_s'] * milliseconds:,.2f} ms)",
         f"    step overhead             {data['step_overhead_s'] * milliseconds:,.2f} ms",
