@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,6 +68,13 @@ def _options_text(overrides: dict[str, Any]) -> str:
     return " ".join(f"{flags[field]} {value}" for field, value in overrides.items())
 
 
+def _parse_output_path(value: str) -> Path:
+    """Parse an --out value. An empty one (an unset shell variable, say) is rejected instead of read as '.'."""
+    if not value.strip():
+        raise typer.BadParameter("is empty: pass a folder or file path")
+    return Path(value)
+
+
 def _run(action: Callable[[], Result]) -> Result:
     """Run a library call; print a DsasimError as one red line on stderr and exit 1."""
     try:
@@ -96,13 +104,19 @@ def _warn(message: str) -> None:
     typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
 
 
-def _ignored_size_flags(phase: str, tokens_per_gpu: int | None, batch_per_gpu: int | None) -> list[str]:
-    """List warnings for a step-size option that the chosen phase does not use."""
+def _ignored_flags(phase: str, tokens_per_gpu: int | None, batch_per_gpu: int | None, mtp_tokens: int | None,
+                   mtp_acceptance: float | None) -> list[str]:
+    """List warnings for options that the chosen phase does not use."""
+    warnings = []
     if phase == "prefill" and batch_per_gpu is not None:
-        return ["--batch-per-gpu sets decode requests and is ignored in prefill: set --tokens-per-gpu"]
+        warnings.append("--batch-per-gpu sets decode requests and is ignored in prefill: set --tokens-per-gpu")
     if phase == "decode" and tokens_per_gpu is not None:
-        return ["--tokens-per-gpu sets prefill tokens and is ignored in decode: set --batch-per-gpu"]
-    return []
+        warnings.append("--tokens-per-gpu sets prefill tokens and is ignored in decode: set --batch-per-gpu")
+    if phase == "prefill" and mtp_tokens is not None and mtp_tokens > 1:
+        warnings.append(f"--mtp-tokens {mtp_tokens} in prefill only means the MTP layer is prefilled, as with 1")
+    if phase == "prefill" and mtp_acceptance is not None:
+        warnings.append("--mtp-acceptance applies to decode and is ignored in prefill")
+    return warnings
 
 
 def _warn_beyond_context(models: list[str], tokens: int | None) -> None:
@@ -124,7 +138,7 @@ def curves(
     models: Annotated[str, typer.Option(help="Comma-separated model names or paths to config.json files.")] = "deepseek-v3.1-terminus,deepseek-v3.2-exp",
     max_position: Annotated[int, typer.Option(help="Last token position of the curves, in tokens.")] = 131072,
     step: Annotated[int, typer.Option(help="Distance between positions, in tokens (1 to 512).")] = 256,
-    out: Annotated[Path, typer.Option(help="Folder for cost_curves.csv and cost_curves.png (created if needed).")] = Path("dsasim-out"),
+    out: Annotated[Path, typer.Option(parser=_parse_output_path, metavar="PATH", help="Folder for cost_curves.csv and cost_curves.png (created if needed).")] = Path("dsasim-out"),
     usd_per_gpu_hour: PriceOption = None,
     ep: EpOption = None, tokens_per_gpu: TokensOption = None, batch_per_gpu: BatchOption = None,
     context: ContextOption = None, micro_batches: MicroBatchesOption = None, mtp_tokens: MtpTokensOption = None,
@@ -187,7 +201,7 @@ def breakdown(
                            redundant_experts, latent_cache)
     table = _run(lambda: compute_breakdown(model, hardware, phase, position, overrides, usd_per_gpu_hour))
     _warn_beyond_context([model], position)
-    for warning in _ignored_size_flags(phase, tokens_per_gpu, batch_per_gpu):
+    for warning in _ignored_flags(phase, tokens_per_gpu, batch_per_gpu, mtp_tokens, mtp_acceptance):
         _warn(warning)
     if as_json:
         payload = {"model": model, "hardware": hardware, "phase": phase, "position": position,
@@ -261,7 +275,7 @@ def throughput(
         profile = load_profile(hardware)
         price = _optional_price(profile, usd_per_gpu_hour)
         deployment = deployment_for(spec, phase, overrides)
-        warnings = _ignored_size_flags(phase, tokens_per_gpu, batch_per_gpu)
+        warnings = _ignored_flags(phase, tokens_per_gpu, batch_per_gpu, mtp_tokens, mtp_acceptance)
         size_given = batch_per_gpu is not None if phase == "decode" else tokens_per_gpu is not None
         if not size_given:
             deployment, shrunk = _fit_default_size(spec, profile, deployment)
@@ -314,7 +328,7 @@ def plan(
     context: Annotated[int, typer.Option(help="Context in tokens: prompt length in prefill, each request's context in decode.")] = 32768,
     tpot_ms: Annotated[float | None, typer.Option(help="Decode: largest time per output token, in milliseconds.")] = None,
     ttft_s: Annotated[float | None, typer.Option(help="Prefill: largest time to first token, in seconds.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for plan.csv and pareto.png (created if needed).")] = Path("dsasim-out"),
+    out: Annotated[Path, typer.Option(parser=_parse_output_path, metavar="PATH", help="Folder for plan.csv and pareto.png (created if needed).")] = Path("dsasim-out"),
     usd_per_gpu_hour: PriceOption = None,
     top: Annotated[int, typer.Option(help="Configurations to print.")] = 5,
 ) -> None:
@@ -335,8 +349,8 @@ def plan(
         if top < 1:
             raise InputError(f"--top {top} is invalid: expected 1 or more configurations to print")
         for flag, value in (("--tpot-ms", tpot_ms), ("--ttft-s", ttft_s)):
-            if value is not None and not value > 0:
-                raise InputError(f"{flag} {value} is invalid: expected a positive time")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise InputError(f"{flag} {value} is invalid: expected a positive, finite time")
         prepare_output_folder(out, ("plan.csv", "pareto.png"), create=False)
         spec = load_spec(model)
         profile = load_profile(hardware)
@@ -350,15 +364,6 @@ def plan(
         typer.secho(f"error: no {phase} deployment of {model} fits {profile.name} at context {context:,}: "
                     "try a GPU with more memory or a shorter --context", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
-    meeting = table[table["meets_latency"].astype(bool)]
-    if meeting.empty:
-        latency = "tpot_s" if phase == "decode" else "ttft_s"
-        best = table[latency].min()
-        shown = f"{best * 1e3:,.2f} ms" if phase == "decode" else f"{best:,.3f} s"
-        flag = "--tpot-ms" if phase == "decode" else "--ttft-s"
-        typer.secho(f"error: none of the {len(table)} feasible configurations meets the latency target; the fastest "
-                    f"reaches {shown}: relax {flag}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1)
     title = f"{model}, {phase} at {context:,} tokens on {profile.name}"
     csv_path = _run(lambda: write_csv_atomically(out / "plan.csv", table))
     target = None
@@ -367,6 +372,15 @@ def plan(
     elif phase == "prefill" and ttft_s is not None:
         target = context / ttft_s
     png_path = _run(lambda: write_pareto_png(table, out / "pareto.png", title, target))
+    meeting = table[table["meets_latency"].astype(bool)]
+    if meeting.empty:
+        latency = "tpot_s" if phase == "decode" else "ttft_s"
+        best = table[latency].min()
+        shown = f"{best * 1e3:,.2f} ms" if phase == "decode" else f"{best:,.3f} s"
+        flag = "--tpot-ms" if phase == "decode" else "--ttft-s"
+        typer.secho(f"error: none of the {len(table)} feasible configurations meets the latency target; the fastest "
+                    f"reaches {shown}: relax {flag} (all of them are in {csv_path})", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
     if table["usd_per_million_tokens"].isna().all():
         _warn(f"{profile.name} has no price: configurations are ranked by tokens per second per GPU; pass --usd-per-gpu-hour for costs")
     typer.echo(plan_table(table.head(top)))
@@ -396,7 +410,7 @@ def _progress_bar(label: str) -> Iterator[Callable[[str, float], None]]:
 @app.command()
 def calibrate(
     device: Annotated[str, typer.Option(help="cpu, or cuda for the first CUDA GPU.")] = "cpu",
-    out: Annotated[Path, typer.Option(help="YAML profile to write (same schema as the shipped profiles).")] = Path("measured_profile.yaml"),
+    out: Annotated[Path, typer.Option(parser=_parse_output_path, metavar="PATH", help="YAML profile to write (same schema as the shipped profiles).")] = Path("measured_profile.yaml"),
     quick: Annotated[bool, typer.Option(help="Smaller, faster microbenchmarks.")] = False,
 ) -> None:
     """Measure this device (GEMM peak per dtype, streaming bandwidth, call overhead) and write a profile."""
@@ -412,7 +426,7 @@ def calibrate(
 
 @app.command()
 def validate(
-    out: Annotated[Path, typer.Option(help="Folder for validation.csv, summary.csv and the PNG (created if needed).")] = Path("dsasim-validation"),
+    out: Annotated[Path, typer.Option(parser=_parse_output_path, metavar="PATH", help="Folder for validation.csv, summary.csv and the PNG (created if needed).")] = Path("dsasim-validation"),
     device: Annotated[str | None, typer.Option(help="Measure on cpu (the default), or cuda for the first CUDA GPU.")] = None,
     quick: Annotated[bool, typer.Option(help="A short sweep: under 3 minutes on 2 CPU cores.")] = False,
     profile: Annotated[Path | None, typer.Option(help="Start from this measured profile instead of measuring one.")] = None,

@@ -24,6 +24,13 @@ def prepare_output_folder(folder: Path, file_names: Sequence[str], create: bool 
     can still fail after this check pass ``create=False``, so a failure leaves no empty folder behind.
     """
     folder = Path(folder)
+    try:
+        return _check_output_folder(folder, file_names, create)
+    except OSError as error:  # a name too long, a path through a file, and the like
+        raise OutputError(f"output folder '{folder}' cannot be used ({error.strerror}): pass another --out path") from error
+
+
+def _check_output_folder(folder: Path, file_names: Sequence[str], create: bool) -> Path:
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"output folder '{folder}' is an existing file: pass a folder path to --out")
     if not create:

@@ -244,14 +244,48 @@ def test_config_json_error_names_line(tmp_path: Path) -> None:
 def test_plan_rejects_nonpositive_target(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "--tpot-ms", "0", "--out", str(tmp_path)])
     assert result.exit_code == 1
-    assert "--tpot-ms 0.0 is invalid: expected a positive time" in result.output
+    assert "--tpot-ms 0.0 is invalid: expected a positive, finite time" in result.output
 
 
 def test_plan_unreachable_target(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "--context", "131072", "--tpot-ms", "0.001", "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "none of the" in result.output
-    assert not (tmp_path / "plan.csv").exists()
+    # The feasible rows are still written, so the user can see how far the target is.
+    assert (tmp_path / "plan.csv").exists()
+    assert "relax --tpot-ms" in result.output
+
+
+def test_out_empty_rejected(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["curves", "--out", ""])
+    assert result.exit_code == 2
+    assert "is empty" in result.output
+
+
+def test_out_name_too_long_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["curves", "--out", str(tmp_path / ("a" * 300)), "--max-position", "1024"])
+    assert result.exit_code == 1
+    assert "cannot be used" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_curves_position_count_limit(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["curves", "--out", str(tmp_path), "--max-position", "99999999999"])
+    assert result.exit_code == 1
+    assert "positions per curve" in result.stderr
+    assert not (tmp_path / "cost_curves.csv").exists()
+
+
+def test_model_folder_asks_for_config(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["breakdown", "--model", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "is a folder" in result.stderr
+
+
+def test_plan_rejects_infinite_target(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", "--tpot-ms", "inf", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "positive, finite time" in result.stderr
 
 
 def test_version_option() -> None:

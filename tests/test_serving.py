@@ -333,6 +333,13 @@ def test_write_pareto_png_with_target(tmp_path: Path) -> None:
     assert path.read_bytes().startswith(PNG_SIGNATURE)
 
 
+def test_pareto_plot_front_skips_what_if(tmp_path: Path) -> None:
+    table = points().assign(what_if=[False, False, False, False, True])
+    path = write_pareto_png(table, tmp_path / "pareto.png", "what-if rows")
+
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
 def test_write_pareto_png_empty_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no rows"):
         write_pareto_png(points().iloc[0:0], tmp_path / "pareto.png", "empty")

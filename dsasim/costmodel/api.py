@@ -25,6 +25,9 @@ DEFAULT_MODELS = ("deepseek-v3.1-terminus", "deepseek-v3.2-exp")
 DEFAULT_MAX_POSITION = 131072
 DEFAULT_STEP = 256
 MAX_STEP = 512
+# Positions per curve: far above a useful curve (128K tokens at step 1 is 131,073 positions), low enough
+# to bound the memory and time of a mistyped --max-position.
+MAX_POSITIONS_PER_CURVE = 1_000_000
 # A bend counts as a knee when the curve leaves its chord by more than this fraction of its rise.
 KNEE_MIN_DEVIATION_FRACTION = 0.05
 
@@ -58,6 +61,10 @@ def curve_positions(max_position: int, step: int) -> np.ndarray:
         raise InputError(f"--max-position {max_position} is invalid: expected 0 or more tokens")
     if not 1 <= step <= MAX_STEP:
         raise InputError(f"--step {step} is invalid: expected 1 to {MAX_STEP} tokens")
+    count = max_position // step + 1
+    if count > MAX_POSITIONS_PER_CURVE:
+        raise InputError(f"--max-position {max_position} with --step {step} gives {count:,} positions per curve, more "
+                         f"than the {MAX_POSITIONS_PER_CURVE:,} allowed: raise --step or lower --max-position")
     positions = np.arange(0, max_position + 1, step, dtype=float)
     if positions[-1] != max_position:
         positions = np.append(positions, float(max_position))

@@ -145,10 +145,11 @@ def split_step_time(cost: PhaseCost) -> StepTime:
 def _check_micro_batches(deployment: Deployment) -> None:
     batch = deployment.batch_per_gpu if deployment.phase == "decode" else deployment.tokens_per_gpu
     if batch < deployment.micro_batches:
-        setting = "batch_per_gpu" if deployment.phase == "decode" else "tokens_per_gpu"
+        flag = "--batch-per-gpu" if deployment.phase == "decode" else "--tokens-per-gpu"
         raise DeploymentError(
-            f"{setting}={batch} is too small for {deployment.micro_batches} micro-batches: each micro-batch needs at "
-            f"least one {'request' if deployment.phase == 'decode' else 'token'}; use micro_batches=1 or a larger batch"
+            f"{flag} {batch} is too small for {deployment.micro_batches} micro-batches, because each micro-batch "
+            f"needs at least one {'request' if deployment.phase == 'decode' else 'token'}: use --micro-batches 1 "
+            f"or a larger {flag}"
         )
 
 
@@ -263,7 +264,7 @@ def _plan_row(result: ThroughputResult, batch_limit: int, target_s: float | None
     assert latency_s is not None  # _evaluate sets the phase's latency
     row.update({
         "latent_cache_format": deployment.latent_cache_format,
-        "what_if": bool(result.warnings),
+        "what_if": bool(result.memory.warnings),  # the memory model flags what-if cache formats
         "micro_batches": deployment.micro_batches,
         "mtp_tokens": deployment.mtp_tokens,
         "tokens_per_s_per_gpu": result.tokens_per_s_per_gpu,

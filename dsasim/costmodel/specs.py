@@ -73,6 +73,8 @@ def _resolve(name_or_path: str) -> tuple[Path, str]:
     looks_like_path = name_or_path.endswith(".json") or "/" in name_or_path or "\\" in name_or_path
     if looks_like_path:
         path = Path(name_or_path)
+        if path.is_dir():
+            raise SpecError(f"model config '{name_or_path}' is a folder: pass the path of its config.json")
         if not path.is_file():
             raise SpecError(f"model config '{name_or_path}' not found: pass a shipped name ({', '.join(known_models())}) or a path to a config.json")
         return path, path.parent.name if path.name == "config.json" else path.stem

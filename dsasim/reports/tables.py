@@ -71,7 +71,7 @@ def throughput_text(result: object) -> str:
         + (f"MTP {deployment['mtp_tokens']} proposed per step" if data["phase"] == "decode"
            else ("MTP layer prefilled" if deployment["mtp_tokens"] > 0 else "no MTP layer")),
         f"  tokens per second per GPU   {data['tokens_per_s_per_gpu']:,.0f}",
-        f"  tokens per second per user  {data['tokens_per_s_per_user']:,.1f}",
+        f"  tokens per second per user  {data['tokens_per_s_per_user']:,.{1 if data['phase'] == 'decode' else 0}f}",
         f"  step time                   {data['step_time_s'] * milliseconds:,.2f} ms",
         f"    compute-bound ops         {data['compute_bound_s'] * milliseconds:,.2f} ms",
         f"    memory-bound ops          {data['memory_bound_s'] * milliseconds:,.2f} ms",
@@ -113,7 +113,7 @@ def plan_table(table: pd.DataFrame) -> str:
         "tokens/s/GPU": table["tokens_per_s_per_gpu"],
         "tokens/s/user": table["tokens_per_s_per_user"],
         latency_header: latency_values,
-        "USD/M tokens": table["usd_per_million_tokens"],
+        "USD/M tokens": table["usd_per_million_tokens"].map(lambda value: "no price" if pd.isna(value) else value),
         "memory (GiB)": table["memory_used_bytes"] / 2**30,
         "meets target": table["meets_latency"],
     })
