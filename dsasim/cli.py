@@ -61,11 +61,9 @@ def _overrides(ep: int | None = None, tokens_per_gpu: int | None = None, batch_p
 
 def _options_text(overrides: dict[str, Any]) -> str:
     """Format the deployment options that were given as command-line text, for a plot title."""
-    flags = {"ep_gpus": "--ep", "tokens_per_gpu": "--tokens-per-gpu", "batch_per_gpu": "--batch-per-gpu",
-             "context_tokens": "--context", "micro_batches": "--micro-batches", "mtp_tokens": "--mtp-tokens",
-             "mtp_acceptance_fraction": "--mtp-acceptance", "redundant_experts": "--redundant-experts",
-             "latent_cache_format": "--latent-cache"}
-    return " ".join(f"{flags[field]} {value}" for field, value in overrides.items())
+    from dsasim.costmodel.deployment import OPTION_NAMES
+
+    return " ".join(f"{OPTION_NAMES[field]} {value}" for field, value in overrides.items())
 
 
 def _parse_output_path(value: str) -> Path:

@@ -33,22 +33,19 @@ def prepare_output_folder(folder: Path, file_names: Sequence[str], create: bool 
 def _check_output_folder(folder: Path, file_names: Sequence[str], create: bool) -> Path:
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"output folder '{folder}' is an existing file: pass a folder path to --out")
-    if not create:
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"output folder '{folder}' could not be created ({error.strerror}): pass a writable --out folder") from error
+        if not _can_create_file_in(folder):
+            raise OutputError(f"output folder '{folder}' is not writable: pass a writable --out folder")
+    else:
         existing = folder
         while not existing.exists():
             existing = existing.parent
         if not existing.is_dir() or not _can_create_file_in(existing):
             raise OutputError(f"output folder '{folder}' cannot be created under '{existing}': pass a writable --out folder")
-        for name in file_names:
-            if (folder / name).is_dir():
-                raise OutputError(f"output file '{folder / name}' is an existing folder: remove it or pass another --out folder")
-        return folder
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"output folder '{folder}' could not be created ({error.strerror}): pass a writable --out folder") from error
-    if not _can_create_file_in(folder):
-        raise OutputError(f"output folder '{folder}' is not writable: pass a writable --out folder")
     for name in file_names:
         target = folder / name
         if target.is_dir():

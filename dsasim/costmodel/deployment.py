@@ -129,14 +129,18 @@ class Deployment:
         return self
 
 
-# The command-line option that sets each Deployment field, for error messages.
-_OPTION_NAMES = {"ep_gpus": "--ep", "tokens_per_gpu": "--tokens-per-gpu", "batch_per_gpu": "--batch-per-gpu",
-                 "context_tokens": "--context"}
+# The command-line option that sets each Deployment field, for error messages and plot titles.
+OPTION_NAMES = {
+    "ep_gpus": "--ep", "tokens_per_gpu": "--tokens-per-gpu", "batch_per_gpu": "--batch-per-gpu",
+    "context_tokens": "--context", "micro_batches": "--micro-batches", "mtp_tokens": "--mtp-tokens",
+    "mtp_acceptance_fraction": "--mtp-acceptance", "redundant_experts": "--redundant-experts",
+    "latent_cache_format": "--latent-cache",
+}
 
 
 def _positive(name: str, value: int) -> None:
     if value < 1:
-        option = _OPTION_NAMES.get(name)
+        option = OPTION_NAMES.get(name)
         label = f"{name} ({option})" if option else name
         raise DeploymentError(f"{label} {value} is invalid: expected a positive integer")
 

@@ -121,7 +121,7 @@ def attention_layers(spec: ModelSpec, deployment: Deployment) -> int:
     """Count the layers that run attention per step: the model's, plus the MTP module's when the service uses MTP.
 
     NOTE: a service that proposes more tokens than the model has MTP layers runs the module once more per
-    extra proposal; those passes are not charged (the serving layer warns).
+    extra proposal. Those passes are not charged, and the serving layer warns about it.
     """
     return spec.num_hidden_layers + (spec.num_nextn_predict_layers if deployment.mtp_tokens > 0 else 0)
 
