@@ -216,7 +216,7 @@ def step_ops(spec: ModelSpec, deployment: Deployment, positions: np.ndarray) -> 
 
 
 def _absorption(spec: ModelSpec, tokens: float, heads: int, calls: float, positions: np.ndarray) -> list[Op]:
-    """MQA mode: W_UK folded into each query and W_UV into each output, two BF16 batched matmuls.
+    """Build the two MQA-mode BF16 batched matmuls: W_UK folded into each query, W_UV into each output.
 
     Each reads its [heads, head_dim, kv_lora_rank] weight once per call.
     """
